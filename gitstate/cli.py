@@ -1,0 +1,531 @@
+"""The ``gitstate`` command line: click commands that parse, call the core, and print.
+
+Errors become messages here and nowhere else (``_Group.invoke``): a
+``GitStateError`` prints ``error: <message>`` on stderr (and, with ``--json``,
+a JSON error object on stdout) and exits with its code. Heavy modules are
+imported inside commands so that ``--help`` and completion stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from gitstate import __version__
+from gitstate.errors import EXIT_FAILED, GitStateError, InvalidInput
+
+if TYPE_CHECKING:
+    from gitstate.git import Repository
+    from gitstate.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Failure(click.ClickException):
+    """A GitStateError on its way out: one line on stderr, JSON on stdout with --json."""
+
+    def __init__(self, error: GitStateError | OSError, as_json: bool) -> None:
+        if isinstance(error, OSError):
+            where = f": {error.filename}" if error.filename else ""
+            message, code, exit_code = f"{error.strerror or error}{where}", "os_error", EXIT_FAILED
+        else:
+            message, code, exit_code = str(error), error.code, error.exit_code
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.code = code
+        self.as_json = as_json
+
+    def show(self, file: Any = None) -> None:
+        if self.as_json:
+            from gitstate.render import dumps
+
+            click.echo(dumps({"error": {"code": self.code, "message": self.message}}))
+        click.echo(f"error: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (GitStateError, OSError) as exc:
+            raise _Failure(exc, bool(ctx.meta.get("gitstate.json"))) from None
+
+
+class App:
+    """What every command needs, opened on first use and closed when the command ends."""
+
+    def __init__(self, directory: str | None, branch: str | None, agent: str | None) -> None:
+        self.directory = directory
+        self.branch = branch
+        self.agent = agent
+
+    @cached_property
+    def repo(self) -> Repository:
+        from gitstate.git import Repository
+
+        return Repository.discover(self.directory)
+
+    @cached_property
+    def store(self) -> Store:
+        from gitstate.store import DEFAULT_LOCK_TIMEOUT, Store
+
+        timeout = os.environ.get("GITSTATE_LOCK_TIMEOUT", str(DEFAULT_LOCK_TIMEOUT))
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            raise InvalidInput(f"GITSTATE_LOCK_TIMEOUT {timeout!r} is not a number of seconds") from None
+        return Store(
+            self.repo,
+            self.branch,
+            agent=self.agent,
+            lock_timeout=seconds,
+            notify=lambda message: click.echo(message, err=True),
+        )
+
+    def close(self) -> None:
+        if "repo" in self.__dict__:
+            self.repo.close()
+
+
+def _app() -> App:
+    return click.get_current_context().find_object(App)  # type: ignore[return-value]
+
+
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta["gitstate.json"] = True
+    return value
+
+
+def json_option(f: F) -> F:
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=_remember_json,
+        help="Print one JSON document on stdout, nothing else.",
+    )(f)
+
+
+def _echo_json(payload: dict[str, Any]) -> None:
+    from gitstate.render import dumps
+
+    click.echo(dumps(payload))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-C",
+    "directory",
+    metavar="PATH",
+    help="Run as if gitstate was started in PATH (like git -C).",
+)
+@click.option(
+    "--branch",
+    envvar="GITSTATE_BRANCH",
+    help="The state branch. Default: git config gitstate.branch, else main, else master.",
+)
+@click.option(
+    "--agent",
+    envvar="GITSTATE_AGENT",
+    help="Name recorded as Gitstate-Agent in the commits this command makes.",
+)
+@click.version_option(__version__, prog_name="gitstate")
+@click.pass_context
+def cli(ctx: click.Context, directory: str | None, branch: str | None, agent: str | None) -> None:
+    """Task state for many agents, kept in git.
+
+    Each project's tasks live in projects/<name>/STATE.yaml on the state
+    branch; every change is one commit. Exit codes: 0 success, 1 refused or
+    failed, 2 usage, 3 nothing ready, 4 busy (retry).
+    """
+    if agent is not None:
+        from gitstate.names import check_agent_name
+
+        try:
+            check_agent_name(agent)
+        except GitStateError as exc:
+            raise click.BadParameter(str(exc), param_hint="--agent") from None
+    app = App(directory, branch, agent)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def main() -> NoReturn:
+    try:
+        cli.main(prog_name="gitstate")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+# -- option groups ------------------------------------------------------------------------------
+
+
+def _meta(values: Iterable[str]) -> dict[str, str]:
+    meta = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--meta {item!r} must look like KEY=VALUE")
+        meta[key.strip()] = value
+    return meta
+
+
+def _common_options(f: F) -> F:
+    options = [
+        click.option("--description", help="Longer text; agents receive it as GITSTATE_DESCRIPTION."),
+        click.option("--command", help="Shell command an agent runs for the task."),
+        click.option("--timeout", metavar="DURATION", help="How long a run may take (90s, 5m, 2h)."),
+        click.option("--max-retries", type=click.IntRange(min=0), help="Retries after the first attempt."),
+        click.option("--requires", multiple=True, metavar="CAP", help="Capability an agent needs (repeatable)."),
+        click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Your own data (repeatable)."),
+        click.option(
+            "--clear",
+            "clear",
+            multiple=True,
+            metavar="FIELD",
+            help="Reset a field to its default, e.g. --clear depends_on (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _fields(options: dict[str, Any], extra: Iterable[str] = ()) -> dict[str, Any]:
+    """Model field values from the options that were given."""
+    from gitstate.names import check_capability, check_task_id
+    from gitstate.timefmt import parse_duration, parse_when
+
+    fields: dict[str, Any] = {}
+    for name in ("description", "command", "check", "priority", "max_retries"):
+        if options.get(name) is not None:
+            fields[name] = options[name]
+    for name in ("timeout", "lease"):
+        if options.get(name) is not None:
+            fields[name] = parse_duration(options[name], f"--{name}")
+    if options.get("requires"):
+        fields["requires"] = tuple(check_capability(c) for c in options["requires"])
+    if options.get("depends_on"):
+        fields["depends_on"] = tuple(check_task_id(t) for t in options["depends_on"])
+    if options.get("not_before") is not None:
+        fields["not_before"] = parse_when(options["not_before"], _app().store.clock.now(), "--not-before")
+    if options.get("meta"):
+        fields["meta"] = _meta(options["meta"])
+    for name in options.get("clear") or ():
+        key = name.replace("-", "_")
+        if key not in extra:
+            raise InvalidInput(f"--clear {name!r}: fields that can be cleared are {', '.join(extra)}")
+        if key in fields:
+            raise InvalidInput(f"--clear {name} conflicts with --{name.replace('_', '-')}")
+        fields[key] = {"description": "", "depends_on": (), "requires": (), "meta": {}}.get(key)
+    return fields
+
+
+# -- init ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--branch", "init_branch", help="Keep the state on this branch (default: main, else master, else HEAD's).")
+def init(init_branch: str | None) -> None:
+    """Set up gitstate in this repository (safe to run again)."""
+    from gitstate.projects import init as do_init
+    from gitstate.timefmt import Clock
+
+    app = _app()
+    name, created = do_init(app.repo, init_branch or app.branch, Clock(app.repo.env))
+    first = " (created its first commit)" if created else ""
+    click.echo(f"gitstate keeps state on branch {name}{first}; add a project: gitstate project add NAME")
+
+
+# -- projects -----------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def project() -> None:
+    """Add, change and inspect projects."""
+
+
+def _project_options(f: F) -> F:
+    f = click.option("--lease", metavar="DURATION", help="How long a claim holds before it expires (15m).")(f)
+    f = click.option("--check", help="Command that must pass before a task's work lands on the branch.")(f)
+    return _common_options(f)
+
+
+_PROJECT_CLEARABLE = ("description", "command", "check", "max_retries", "timeout", "lease", "requires", "meta")
+
+
+@project.command("add")
+@click.argument("name")
+@_project_options
+@json_option
+def project_add(name: str, as_json: bool, **options: Any) -> None:
+    """Create project NAME (projects/NAME/STATE.yaml).
+
+    \b
+    Example:
+      gitstate project add api --check "pytest -q" --timeout 20m
+    """
+    from gitstate import projects
+    from gitstate.render import project_json
+
+    app = _app()
+    made = projects.create(app.store, name, _fields(options, _PROJECT_CLEARABLE))
+    if as_json:
+        _echo_json({"project": project_json(made, app.store.clock.now())})
+    else:
+        click.echo(f"created project {name} (projects/{name}/STATE.yaml)")
+
+
+@project.command("edit")
+@click.argument("name")
+@_project_options
+@json_option
+def project_edit(name: str, as_json: bool, **options: Any) -> None:
+    """Change project NAME's settings.
+
+    \b
+    Example:
+      gitstate project edit api --lease 30m --clear command
+    """
+    from gitstate import projects
+    from gitstate.render import project_json
+
+    app = _app()
+    changed = projects.edit(app.store, name, _fields(options, _PROJECT_CLEARABLE))
+    if as_json:
+        _echo_json({"project": project_json(changed, app.store.clock.now())})
+    else:
+        click.echo(f"updated project {name}")
+
+
+@project.command("list")
+@json_option
+def project_list(as_json: bool) -> None:
+    """List the projects with their task counts."""
+    from gitstate.model import counts
+    from gitstate.render import project_json, table
+
+    store = _app().store
+    now = store.clock.now()
+    found = store.read_all()
+    if as_json:
+        _echo_json({"projects": [project_json(p, now) for p in found]})
+        return
+    if not found:
+        click.echo("no projects yet; add one with: gitstate project add NAME")
+        return
+    rows = []
+    for p in found:
+        c = counts(p, now)
+        rows.append([p.name, c["total"], c["ready"], p.settings.description.split("\n")[0]])
+    click.echo(table(("PROJECT", "TASKS", "READY", "DESCRIPTION"), rows))
+
+
+@project.command("show")
+@click.argument("name")
+@json_option
+def project_show(name: str, as_json: bool) -> None:
+    """Show project NAME's settings and counts."""
+    from gitstate.render import project_detail, project_json
+
+    store = _app().store
+    found = store.read(name)
+    now = store.clock.now()
+    click.echo(_echo_text(project_json(found, now), as_json, lambda: project_detail(found, now)))
+
+
+def _echo_text(payload: dict[str, Any], as_json: bool, text: Callable[[], str]) -> str:
+    from gitstate.render import dumps
+
+    return dumps({"project": payload}) if as_json else text()
+
+
+# -- tasks --------------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group)
+def task() -> None:
+    """Add, change and inspect tasks."""
+
+
+def _task_options(f: F) -> F:
+    f = click.option("--not-before", metavar="WHEN", help="Do not start before this time (2026-12-01, +2h).")(f)
+    f = click.option("--depends-on", multiple=True, metavar="ID", help="Task that must be merged first (repeatable).")(f)
+    f = click.option("--priority", type=int, help="Higher runs first (default 0).")(f)
+    return _common_options(f)
+
+
+_TASK_CLEARABLE = ("description", "depends_on", "requires", "command", "max_retries", "timeout", "not_before", "meta")
+
+
+@task.command("add")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("title")
+@click.option("--id", "task_id", metavar="ID", help="Use this id instead of a generated one.")
+@_task_options
+@json_option
+def task_add(project_name: str, title: str, task_id: str | None, as_json: bool, **options: Any) -> None:
+    """Add a task titled TITLE to PROJECT; prints its new id.
+
+    \b
+    Example:
+      gitstate task add api "Add rate limiting" --priority 2 --depends-on t-3kq9x2m
+    """
+    from gitstate import tasks
+
+    app = _app()
+    made = tasks.add(app.store, project_name, title, _fields(options, _TASK_CLEARABLE), task_id)
+    _print_task(project_name, made, as_json, f"added {project_name}/{made.id}")
+
+
+@task.command("edit")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("task_id", metavar="ID")
+@click.option("--title", help="New title.")
+@_task_options
+@json_option
+def task_edit(project_name: str, task_id: str, title: str | None, as_json: bool, **options: Any) -> None:
+    """Change task ID's fields (lists given here replace the old ones).
+
+    \b
+    Example:
+      gitstate task edit api t-3kq9x2m --priority 5 --clear not_before
+    """
+    from gitstate import tasks
+
+    fields = _fields(options, _TASK_CLEARABLE)
+    if title is not None:
+        fields["title"] = title
+    changed = tasks.edit(_app().store, project_name, task_id, fields)
+    _print_task(project_name, changed, as_json, f"updated {project_name}/{task_id}")
+
+
+@task.command("cancel")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("task_id", metavar="ID")
+@click.option("--reason", help="Why; kept in the task's error field.")
+@json_option
+def task_cancel(project_name: str, task_id: str, reason: str | None, as_json: bool) -> None:
+    """Cancel a pending or failed task."""
+    from gitstate import tasks
+
+    changed = tasks.cancel(_app().store, project_name, task_id, reason)
+    _print_task(project_name, changed, as_json, f"cancelled {project_name}/{task_id}")
+
+
+@task.command("retry")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("task_id", metavar="ID")
+@json_option
+def task_retry(project_name: str, task_id: str, as_json: bool) -> None:
+    """Send a failed task back to pending with fresh attempts."""
+    from gitstate import tasks
+
+    changed = tasks.retry(_app().store, project_name, task_id)
+    _print_task(project_name, changed, as_json, f"{project_name}/{task_id} is pending again")
+
+
+@task.command("show")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("task_id", metavar="ID")
+@json_option
+def task_show(project_name: str, task_id: str, as_json: bool) -> None:
+    """Show every field of task ID."""
+    from gitstate import tasks
+    from gitstate.render import task_detail
+
+    store = _app().store
+    found = store.read(project_name)
+    item = tasks.get(found, task_id)
+    _print_task(project_name, item, as_json, task_detail(found, item, store.clock.now()))
+
+
+@task.command("list")
+@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["pending", "in_progress", "completed", "merged", "failed", "cancelled"]),
+    help="Only tasks in this status (repeatable).",
+)
+@click.option("--ready", is_flag=True, help="Only tasks that are ready to be claimed.")
+@json_option
+def task_list(project_name: str | None, statuses: tuple[str, ...], ready: bool, as_json: bool) -> None:
+    """List tasks (of PROJECT, or of every project), in the order claims take them."""
+    from gitstate.model import is_ready
+    from gitstate.render import TASK_HEADERS, table, task_json, task_rows
+
+    store = _app().store
+    now = store.clock.now()
+    found = [store.read(project_name)] if project_name else store.read_all()
+    picked = []
+    for p in found:
+        items = sorted(p.tasks.values(), key=lambda t: (-t.priority, t.created_at is None, t.created_at, t.id))
+        items = [t for t in items if (not statuses or t.status in statuses) and (not ready or is_ready(p, t, now))]
+        picked.append((p, items))
+    if as_json:
+        _echo_json({"tasks": [task_json(p, t, now) for p, items in picked for t in items]})
+        return
+    rows = [row for p, items in picked for row in task_rows(p, items, now)]
+    click.echo(table(TASK_HEADERS, rows) if rows else "no tasks match")
+
+
+def _print_task(project_name: str, item: Any, as_json: bool, text: str) -> None:
+    if not as_json:
+        click.echo(text)
+        return
+    from gitstate.render import task_json
+
+    store = _app().store
+    _echo_json({"task": task_json(store.read(project_name), item, store.clock.now())})
+
+
+# -- next and status ----------------------------------------------------------------------------
+
+
+@cli.command("next")
+@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.option("--requires", "capabilities", multiple=True, metavar="CAP", help="A capability the agent has (repeatable); without any, capabilities are not checked.")
+@json_option
+def next_cmd(project_name: str | None, capabilities: tuple[str, ...], as_json: bool) -> None:
+    """Show the task a claim would take now, without taking it (exit 3: none ready)."""
+    from gitstate import tasks
+    from gitstate.render import first_line, task_json
+
+    store = _app().store
+    found_project, item = tasks.next_task(store, project_name, capabilities or None)
+    if as_json:
+        _echo_json({"task": task_json(found_project, item, store.clock.now())})
+    else:
+        click.echo(f"{found_project.name}/{item.id}  priority {item.priority}  {first_line(item.title)}")
+
+
+@cli.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Tasks per status and ready count, for every project."""
+    from gitstate.model import Status, counts
+    from gitstate.render import table
+
+    store = _app().store
+    now = store.clock.now()
+    found = store.read_all()
+    summary = [(p.name, counts(p, now)) for p in found]
+    if as_json:
+        _echo_json({"branch": store.branch, "projects": [{"name": n, "counts": c} for n, c in summary]})
+        return
+    if not summary:
+        click.echo(f"no projects on {store.branch} yet; add one with: gitstate project add NAME")
+        return
+    headers = ["PROJECT", "TOTAL", "READY", *(s.value.upper() for s in Status)]
+    rows = [[n, c["total"], c["ready"], *(c[s.value] for s in Status)] for n, c in summary]
+    click.echo(table(headers, rows))

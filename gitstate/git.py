@@ -1,0 +1,419 @@
+"""The one gateway to git: objects, trees, commits, compare-and-swap refs, worktrees.
+
+Everything else in gitstate receives plain values from here (hex object ids,
+tree entries, paths), never library objects.
+
+How it talks to git, and why:
+
+* Reads go through one long-lived ``git cat-file --batch-command`` per
+  ``Repository`` (one fork for any number of objects and ref look-ups).
+* Objects are written in-process as fsynced loose objects: hashing and zlib in
+  Python cost far less than a ``git hash-object`` fork per object, and the
+  user's index and working tree are never involved.
+* Refs move only by compare-and-swap, in ``git update-ref --stdin``
+  transactions, with ``core.fsync`` covering references so a power cut cannot
+  lose a published update.
+* Short-lived CLI commands must start fast, and importing GitPython costs more
+  than the rest of a command (measured: ~60 ms of a ~70 ms ``import git, click``),
+  so plumbing runs as ``git`` subprocesses here; GitPython is imported lazily,
+  and only in this module, where its higher-level handling earns its cost.
+
+A ``Repository`` is not thread-safe and must not cross a fork: give each
+thread or process its own, and ``close()`` it (or use ``with``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, NewType
+
+from gitstate.errors import Busy, GitFailed, RepositoryError
+
+Oid = NewType("Oid", str)
+"""A hex object id, e.g. ``'3f72e04c9b...'`` (40 characters)."""
+
+ZERO = Oid("0" * 40)
+EMPTY_TREE = Oid("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+TREE_MODE = "40000"
+BLOB_MODE = "100644"
+
+# Variables git exports to hooks and aliases; inherited, they would point our
+# git commands at the wrong repository, index or work tree.
+_PATH_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_PREFIX",
+    "GIT_NAMESPACE",
+)
+_DURABLE = ("-c", "core.fsync=committed,reference")
+
+
+def clean_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if environ is None else environ)
+    for name in _PATH_VARIABLES:
+        env.pop(name, None)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["LC_ALL"] = "C"
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    mode: str
+    name: str
+    oid: Oid
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == TREE_MODE
+
+
+@dataclass(frozen=True, slots=True)
+class Worktree:
+    path: Path
+    git_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    email: str
+
+
+def object_id(kind: str, body: bytes) -> Oid:
+    return Oid(hashlib.sha1(f"{kind} {len(body)}\0".encode() + body).hexdigest())  # noqa: S324
+
+
+def _crud(text: str) -> str:
+    # git strips these from identities; a '<' or newline would corrupt the header.
+    return " ".join(text.replace("<", "").replace(">", "").split())
+
+
+class Repository:
+    """A git repository found from a path, with its object reader and ref writer."""
+
+    def __init__(
+        self,
+        git_dir: Path,
+        common_dir: Path,
+        toplevel: Path | None,
+        bare: bool,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+        self.toplevel = toplevel
+        self.bare = bare
+        self.env = clean_environ(environ)
+        self._catfile: subprocess.Popen[bytes] | None = None
+        self._config: dict[str, str] | None = None
+
+    # -- discovery and process plumbing -----------------------------------------------------
+
+    @classmethod
+    def discover(cls, path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Repository:
+        """The repository containing ``path`` (default: the current directory)."""
+        where = Path(path or ".").resolve()
+        if not where.is_dir():
+            raise RepositoryError(f"{where} is not a directory")
+        env = dict(os.environ if environ is None else environ)
+        env["LC_ALL"] = "C"
+        args = ["--absolute-git-dir", "--git-common-dir", "--is-bare-repository", "--show-object-format"]
+        out = _run_rev_parse(where, [*args, "--show-toplevel"], env)
+        if out is None:
+            out = _run_rev_parse(where, args, env)
+        if out is None:
+            raise RepositoryError(
+                f"{where} is not in a git repository; run `git init` there, or pass -C PATH"
+            )
+        git_dir, common, bare, fmt, *rest = out
+        if fmt != "sha1":
+            raise RepositoryError(f"this repository uses {fmt} object ids; gitstate supports sha1 repositories")
+        common_dir = (where / common).resolve() if not os.path.isabs(common) else Path(common)
+        toplevel = Path(rest[0]) if rest else None
+        return cls(Path(git_dir), common_dir, toplevel, bare == "true", environ)
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        proc, self._catfile = self._catfile, None
+        if proc is not None:
+            _close_pipes(proc)
+            proc.wait()
+
+    def git(
+        self,
+        *args: str,
+        input: bytes | None = None,  # noqa: A002
+        worktree: Worktree | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run one git command in this repository (or in ``worktree``)."""
+        where = ["--git-dir", str(self.git_dir)]
+        if worktree is not None:
+            where = ["--git-dir", str(worktree.git_dir), "--work-tree", str(worktree.path)]
+        argv = ["git", *where, *args]
+        proc = subprocess.run(argv, input=input, capture_output=True, env=self.env, check=False)
+        if check and proc.returncode != 0:
+            raise GitFailed(list(args), proc.returncode, proc.stderr.decode(errors="replace"))
+        return proc
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _reader(self) -> subprocess.Popen[bytes]:
+        if self._catfile is None or self._catfile.poll() is not None:
+            self._catfile = subprocess.Popen(
+                ["git", "--git-dir", str(self.git_dir), "cat-file", "--batch-command"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=self.env,
+            )
+        return self._catfile
+
+    def _ask(self, command: str, name: str) -> tuple[Oid, str, int] | None:
+        if "\n" in name or not name:
+            raise RepositoryError(f"{name!r} is not a revision gitstate can look up")
+        proc = self._reader()
+        stdin, stdout = _pipes(proc)
+        stdin.write(f"{command} {name}\n".encode())
+        stdin.flush()
+        header = stdout.readline().decode()
+        parts = header.split()
+        if len(parts) != 3:
+            if header.endswith((" missing\n", " ambiguous\n")):
+                return None
+            raise RepositoryError(f"git cat-file stopped answering ({header.strip() or 'no output'})")
+        return Oid(parts[0]), parts[1], int(parts[2])
+
+    def info(self, name: str) -> tuple[Oid, str] | None:
+        """(object id, type) that a revision or ``rev:path`` names, or None."""
+        found = self._ask("info", name)
+        return None if found is None else (found[0], found[1])
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        found = self._ask("contents", oid)
+        if found is None:
+            raise RepositoryError(f"object {oid} is missing; run `git fsck`")
+        _, kind, size = found
+        stdout = _pipes(self._reader())[1]
+        data = stdout.read(size + 1)
+        if len(data) != size + 1:
+            self.close()
+            raise RepositoryError(f"git cat-file stopped while reading {oid}")
+        return kind, data[:-1]
+
+    def resolve(self, ref: str) -> Oid | None:
+        """The commit a ref points at, or None when the ref does not exist."""
+        found = self.info(ref)
+        if found is None:
+            return None
+        if found[1] != "commit":
+            raise RepositoryError(f"{ref} points at a {found[1]}, not a commit")
+        return found[0]
+
+    def read_tree(self, oid: str) -> list[TreeEntry]:
+        kind, data = self.read(oid)
+        if kind != "tree":
+            raise RepositoryError(f"object {oid} is a {kind}, not a tree")
+        entries = []
+        pos = 0
+        while pos < len(data):
+            space = data.index(b" ", pos)
+            nul = data.index(b"\0", space)
+            mode = data[pos:space].decode()
+            name = data[space + 1 : nul].decode("utf-8", errors="surrogateescape")
+            oid_hex = data[nul + 1 : nul + 21].hex()
+            entries.append(TreeEntry(mode, name, Oid(oid_hex)))
+            pos = nul + 21
+        return entries
+
+    def commit_tree_oid(self, commit: str) -> Oid:
+        kind, data = self.read(commit)
+        if kind != "commit" or not data.startswith(b"tree "):
+            raise RepositoryError(f"object {commit} is not a commit")
+        return Oid(data[5:45].decode())
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write_object(self, kind: str, body: bytes) -> Oid:
+        """Store a loose object durably (fsynced before it is renamed into place)."""
+        oid = object_id(kind, body)
+        folder = self.common_dir / "objects" / oid[:2]
+        final = folder / oid[2:]
+        if final.exists():
+            return oid
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"tmp_obj_{os.getpid()}_{oid[2:12]}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+        try:
+            os.write(fd, zlib.compress(f"{kind} {len(body)}\0".encode() + body))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        return oid
+
+    def write_tree(self, entries: Iterable[TreeEntry]) -> Oid:
+        # git sorts tree entries by name, comparing directories as if "/" followed them.
+        ordered = sorted(entries, key=lambda e: e.name.encode() + (b"/" if e.is_tree else b""))
+        body = b"".join(
+            f"{e.mode} ".encode() + e.name.encode("utf-8", errors="surrogateescape") + b"\0" + bytes.fromhex(e.oid)
+            for e in ordered
+        )
+        return self.write_object("tree", body)
+
+    def write_commit(
+        self,
+        tree: str,
+        parents: Sequence[str],
+        message: str,
+        author: Identity,
+        date: tuple[int, str],
+        committer: Identity | None = None,
+    ) -> Oid:
+        committer = committer or author
+        stamp = f"{date[0]} {date[1]}"
+        lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
+        lines.append(f"author {_crud(author.name)} <{_crud(author.email)}> {stamp}")
+        lines.append(f"committer {_crud(committer.name)} <{_crud(committer.email)}> {stamp}")
+        body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
+        return self.write_object("commit", body.encode())
+
+    def replace_path(self, root: str | None, path: str, blob: str | None) -> Oid:
+        """The tree ``root`` with ``path`` set to ``blob`` (or removed when None)."""
+        head, _, rest = path.partition("/")
+        entries = self.read_tree(root) if root else []
+        old = next((e for e in entries if e.name == head), None)
+        entries = [e for e in entries if e.name != head]
+        if rest:
+            sub = self.replace_path(old.oid if old and old.is_tree else None, rest, blob)
+            if sub != EMPTY_TREE:
+                entries.append(TreeEntry(TREE_MODE, head, sub))
+        elif blob is not None:
+            entries.append(TreeEntry(BLOB_MODE, head, Oid(blob)))
+        return self.write_tree(entries)
+
+    def update_ref(self, ref: str, new: str, old: str | None, message: str) -> bool:
+        """Move ``ref`` from ``old`` (None: must not exist) to ``new``. False if it moved first."""
+        expected = old or ZERO
+        script = f"start\nupdate {ref} {new} {expected}\nprepare\ncommit\n".encode()
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), *_DURABLE, "update-ref", "-m", message, "--stdin"],
+            input=script,
+            capture_output=True,
+            env=self.env,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return True
+        err = proc.stderr.decode(errors="replace")
+        if "but expected" in err or "reference already exists" in err or "is missing but" in err:
+            return False
+        if "File exists" in err and ".lock" in err:
+            lock = err.split("'")[1] if "'" in err else f"{ref}.lock"
+            raise Busy(
+                f"{ref} is locked by another git process ({lock}); if no git command is "
+                "running, a crashed one left the lock: remove that file and retry"
+            )
+        raise GitFailed(["update-ref", ref], proc.returncode, err)
+
+    # -- configuration and identity -----------------------------------------------------------
+
+    def config(self, key: str) -> str | None:
+        if self._config is None:
+            out = self.git("config", "-z", "--list", check=False).stdout.decode(errors="replace")
+            values: dict[str, str] = {}
+            for item in out.split("\0"):
+                name, _, value = item.partition("\n")
+                if name:
+                    values[name.lower()] = value
+            self._config = values
+        return self._config.get(key.lower())
+
+    def set_config(self, key: str, value: str) -> None:
+        self.git("config", "--local", key, value)
+        self._config = None
+
+    def identity(self, fallback: str = "gitstate") -> Identity:
+        """The committer: git's environment variables, then user.name/email, then ``fallback``."""
+        name = self.env.get("GIT_COMMITTER_NAME") or self.config("user.name") or fallback
+        email = self.env.get("GIT_COMMITTER_EMAIL") or self.config("user.email") or f"{fallback}@localhost"
+        return Identity(name, email)
+
+    # -- worktrees ----------------------------------------------------------------------------
+
+    def checkouts_of(self, ref: str) -> list[Worktree]:
+        """Work trees whose HEAD is ``ref`` (read from the HEAD files: no fork when none)."""
+        found: list[Worktree] = []
+        wanted = f"ref: {ref}"
+        if _read_text(self.common_dir / "HEAD") == wanted and not self._common_is_bare():
+            main = self._main_worktree()
+            if main is not None:
+                found.append(main)
+        admin = self.common_dir / "worktrees"
+        if admin.is_dir():
+            for entry in sorted(admin.iterdir()):
+                if _read_text(entry / "HEAD") == wanted:
+                    gitfile = _read_text(entry / "gitdir")
+                    if gitfile and Path(gitfile).parent.is_dir():
+                        found.append(Worktree(Path(gitfile).parent, entry))
+        return found
+
+    def _common_is_bare(self) -> bool:
+        if self.git_dir == self.common_dir:
+            return self.bare
+        return (self.config("core.bare") or "false").lower() == "true"
+
+    def _main_worktree(self) -> Worktree | None:
+        if self.git_dir == self.common_dir and self.toplevel is not None:
+            return Worktree(self.toplevel, self.git_dir)
+        out = self.git("worktree", "list", "--porcelain").stdout.decode()
+        first = out.split("\n\n", 1)[0].splitlines()
+        if first and first[0].startswith("worktree ") and "bare" not in first:
+            return Worktree(Path(first[0][len("worktree ") :]), self.common_dir)
+        return None
+
+
+def _run_rev_parse(where: Path, args: list[str], env: dict[str, str]) -> list[str] | None:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", *args], cwd=where, capture_output=True, env=env, check=False
+        )
+    except FileNotFoundError:
+        raise RepositoryError("git is not installed or not on PATH; install git 2.38 or newer") from None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().splitlines()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 (set by Popen)
+    return proc.stdin, proc.stdout
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()

@@ -1,0 +1,633 @@
+"""STATE.yaml, format version 1: reading it into the model and writing changes back.
+
+``parse`` reads a whole file once (round-trip, so it knows every key's line),
+validates it with ``file:line`` messages, and records where each top-level key
+and each task starts and ends. ``apply`` turns a new ``Project`` into line edits
+of only the blocks that changed (see ``yamlblock``) and moves the recorded
+positions along, so the result never needs a full parse again.
+
+The layout of a file::
+
+    # comments anywhere survive
+    version: 1
+    project: api                  # must match the directory name
+    description: ...
+    created_at: '2026-11-24T12:00:00Z'
+    defaults:                     # what tasks inherit
+      command: claude -p "$GITSTATE_DESCRIPTION"
+      check: pytest -q
+      max_retries: 2
+      timeout: 30m
+      lease: 15m
+      requires: [python]
+    meta: {}                      # yours; gitstate never reads it
+    tasks:
+      t-3kq9x2m:
+        title: Write the login page
+        status: pending
+        ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from gitstate import names, yamlblock
+from gitstate.errors import GitStateError, InvalidState, StateFileError
+from gitstate.model import TASK_FIELDS, Project, Settings, Status, Task, check_graph
+from gitstate.timefmt import format_duration, format_timestamp, parse_duration, parse_timestamp
+from gitstate.yamlblock import KEEP, OMIT
+
+VERSION = 1
+MAX_BYTES = 64 * 1024 * 1024
+TOP_KEYS = ("version", "project", "description", "created_at", "defaults", "meta", "tasks")
+DEFAULT_KEYS = ("command", "check", "max_retries", "timeout", "lease", "requires")
+_CONFLICT_MARKERS = ("<<<<<<< ", "<<<<<<<\n", "=======\n", ">>>>>>> ", ">>>>>>>\n", "||||||| ")
+_BAD_CHARS = {chr(c) for c in range(32) if chr(c) not in "\n\t"} | {"\x7f"}
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StateDoc:
+    """A parsed file: the project, and where each block sits (0-based lines, end excluded)."""
+
+    project: Project
+    top: Mapping[str, Span]
+    tasks: Mapping[str, Span]
+    task_indent: int | None  # column of task keys; None unless tasks form a block mapping
+    line_count: int
+
+
+class FieldError(Exception):
+    """A value of the wrong shape; ``parse`` adds the file and line."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def state_path(project: str) -> str:
+    return f"projects/{project}/STATE.yaml"
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their ``\\n``; only ``\\n`` ends a line (YAML 1.2 and ruamel agree)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+# -- values: YAML -> model ---------------------------------------------------------------
+
+
+def _text(key: str, value: Any, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise FieldError(key, f"'{key}' must be text, not {_kind(value)}")
+    if required and not value.strip():
+        raise FieldError(key, f"'{key}' must not be empty")
+    bad = _BAD_CHARS.intersection(value)
+    if bad:
+        raise FieldError(key, f"'{key}' contains a control character ({sorted(bad)[0]!r})")
+    return str(value)
+
+
+def _int(key: str, value: Any, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(key, f"'{key}' must be a whole number, not {_kind(value)}")
+    if minimum is not None and value < minimum:
+        raise FieldError(key, f"'{key}' must be at least {minimum}, not {value}")
+    return int(value)
+
+
+def _names(key: str, value: Any, check: Callable[[object], str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise FieldError(key, f"'{key}' must be a list such as [a, b], not {_kind(value)}")
+    try:
+        items = tuple(check(item) for item in value)
+    except GitStateError as exc:
+        raise FieldError(key, f"'{key}': {exc}") from None
+    if len(set(items)) != len(items):
+        raise FieldError(key, f"'{key}' lists a name twice")
+    return items
+
+
+def _duration(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int):
+        raise FieldError(key, f"'{key}' must be a duration such as 90s, 5m or 2h")
+    try:
+        return parse_duration(value, f"'{key}'")
+    except GitStateError as exc:
+        raise FieldError(key, str(exc)) from None
+
+
+def _time(key: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | datetime):
+        raise FieldError(key, f"'{key}' must be a timestamp such as '2026-11-24T09:30:00Z'")
+    try:
+        return parse_timestamp(value, f"'{key}'")
+    except GitStateError as exc:
+        raise FieldError(key, str(exc)) from None
+
+
+def _status(key: str, value: Any) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        choices = ", ".join(Status)
+        raise FieldError(key, f"unknown status {value!r}; use one of {choices}") from None
+
+
+def _meta(key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FieldError(key, f"'{key}' must be a mapping, not {_kind(value)}")
+    plain: dict[str, Any] = yamlblock.to_plain(value)
+    return plain
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number"}.get(
+        next((t for t in (dict, list, str, int, float) if isinstance(value, t)), type(value)),
+        type(value).__name__,
+    )
+
+
+def _optional_int(key: str, value: Any) -> int | None:
+    return None if value is None else _int(key, value, minimum=0)
+
+
+_TASK_READERS: Mapping[str, Callable[[str, Any], Any]] = {
+    "title": lambda k, v: _text(k, v, required=True),
+    "status": _status,
+    "priority": _int,
+    "description": lambda k, v: _text(k, v) or "",
+    "depends_on": lambda k, v: _names(k, v, names.check_task_id),
+    "requires": lambda k, v: _names(k, v, names.check_capability),
+    "command": _text,
+    "assignee": _text,
+    "branch": _text,
+    "attempts": lambda k, v: _int(k, v, minimum=0),
+    "max_retries": _optional_int,
+    "timeout": _duration,
+    "lease_expires": _time,
+    "not_before": _time,
+    "result": _text,
+    "error": _text,
+    "created_at": _time,
+    "updated_at": _time,
+    "meta": _meta,
+}
+_DEFAULT_READERS: Mapping[str, Callable[[str, Any], Any]] = {
+    "command": _text,
+    "check": _text,
+    "max_retries": _optional_int,
+    "timeout": _duration,
+    "lease": _duration,
+    "requires": lambda k, v: _names(k, v, names.check_capability),
+}
+
+
+def _unknown(kind: str, key: Any, known: Sequence[str]) -> str:
+    guess = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean '{guess[0]}'?)" if guess else f"; known fields: {', '.join(known)}"
+    return f"unknown {kind} {str(key)!r}{hint}"
+
+
+def read_task(task_id: Any, fields: Any) -> Task:
+    """A task from its loaded mapping; raises ``FieldError``."""
+    try:
+        names.check_task_id(task_id)
+    except GitStateError as exc:
+        raise FieldError("", str(exc)) from None
+    if not isinstance(fields, dict):
+        raise FieldError("", f"task {task_id} must be a mapping of fields, not {_kind(fields)}")
+    values: dict[str, Any] = {}
+    for key, value in fields.items():
+        reader = _TASK_READERS.get(key)
+        if reader is None:
+            raise FieldError(key, _unknown("task field", key, TASK_FIELDS))
+        values[key] = reader(key, value)
+    if "title" not in values:
+        raise FieldError("", f"task {task_id} has no 'title'")
+    return Task(id=str(task_id), **values)
+
+
+# -- values: model -> YAML ----------------------------------------------------------------
+
+
+def _out(value: Any, default: Any = None) -> Any:
+    if value == default or value is None:
+        return OMIT
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Status):
+        return value.value
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def task_fields(task: Task) -> list[tuple[str, Any]]:
+    """The task's fields in file order, with ``OMIT`` for those left at their default."""
+    out: list[tuple[str, Any]] = []
+    for key in TASK_FIELDS:
+        value = getattr(task, key)
+        if key in ("title", "status", "priority"):
+            out.append((key, _out(value, object())))
+        elif key == "timeout":
+            out.append((key, OMIT if value is None else format_duration(value)))
+        elif key == "attempts":
+            out.append((key, _out(value, 0)))
+        elif key in ("description",):
+            out.append((key, _out(value, "")))
+        elif key in ("depends_on", "requires"):
+            out.append((key, _out(value, ())))
+        elif key == "meta":
+            out.append((key, OMIT if not value else dict(value)))
+        else:
+            out.append((key, _out(value)))
+    return out
+
+
+def _defaults_fields(settings: Settings) -> list[tuple[str, Any]]:
+    return [
+        ("command", _out(settings.command)),
+        ("check", _out(settings.check)),
+        ("max_retries", _out(settings.max_retries)),
+        ("timeout", OMIT if settings.timeout is None else format_duration(settings.timeout)),
+        ("lease", OMIT if settings.lease is None else format_duration(settings.lease)),
+        ("requires", _out(settings.requires, ())),
+    ]
+
+
+def _top_fields(settings: Settings) -> list[tuple[str, Any]]:
+    defaults = {k: v for k, v in _defaults_fields(settings) if v is not OMIT}
+    return [
+        ("version", VERSION),
+        ("project", settings.name),
+        ("description", _out(settings.description, "")),
+        ("created_at", _out(settings.created_at)),
+        ("defaults", defaults or OMIT),
+        ("meta", OMIT if not settings.meta else dict(settings.meta)),
+    ]
+
+
+def _keep_unchanged(
+    fields: list[tuple[str, Any]], current: Mapping[str, Any], same: Callable[[str, Any], bool]
+) -> list[tuple[str, Any]]:
+    return [(k, KEEP if same(k, current.get(k)) else v) for k, v in fields]
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def parse(text: str, path: str) -> StateDoc:
+    """Read and validate a whole file. Raises ``StateFileError`` naming ``path:line``."""
+    if len(text) > MAX_BYTES:
+        raise StateFileError(path, None, f"is larger than {MAX_BYTES // 2**20} MiB; split it")
+    lines = split_lines(text)
+    for number, line in enumerate(lines, 1):
+        if line.startswith(_CONFLICT_MARKERS):
+            raise StateFileError(
+                path, number, "has a merge conflict marker; resolve the conflict and commit"
+            )
+        if "\r" in line:
+            raise StateFileError(path, number, "has a CR line ending; save it with LF endings")
+    try:
+        data = yamlblock.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        raise StateFileError(path, line, f"invalid YAML: {problem}") from None
+    except (YAMLError, RecursionError) as exc:
+        raise StateFileError(path, None, f"invalid YAML: {exc}") from None
+    if data is None:
+        raise StateFileError(path, 1, "is empty; it needs at least 'version: 1' and 'project'")
+    if not isinstance(data, CommentedMap):
+        raise StateFileError(path, 1, "must be a mapping with 'version', 'project' and 'tasks'")
+    _refuse_anchors_and_tags(data, path)
+    return _build(data, path, len(lines))
+
+
+def _line(cmap: CommentedMap, key: Any) -> int | None:
+    try:
+        return int(cmap.lc.key(key)[0]) + 1
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def _walk(node: Any, line: int | None) -> Iterator[tuple[Any, int | None]]:
+    stack = [(node, line)]
+    while stack:
+        item, where = stack.pop()
+        yield item, where
+        if isinstance(item, dict):
+            for key, value in item.items():
+                stack.append((value, _line(item, key) if isinstance(item, CommentedMap) else where))
+        elif isinstance(item, list):
+            stack.extend((value, where) for value in item)
+
+
+def _refuse_anchors_and_tags(data: CommentedMap, path: str) -> None:
+    # Anchors and aliases make one edit change several places (and allow
+    # exponential "billion laughs" documents); tags make values that are not
+    # plain data. STATE.yaml is plain data, so both are refused.
+    for item, line in _walk(data, 1):
+        anchor = getattr(item, "anchor", None)
+        if anchor is not None and getattr(anchor, "value", None):
+            raise StateFileError(path, line, "uses a YAML anchor or alias (&, *); write values out")
+        tag = getattr(item, "tag", None)
+        if tag is not None and getattr(tag, "value", None):
+            raise StateFileError(path, line, f"uses a YAML tag ({tag.value}); remove it")
+
+
+def _build(data: CommentedMap, path: str, line_count: int) -> StateDoc:
+    def fail(key: Any, message: str, where: CommentedMap = data) -> StateFileError:
+        return StateFileError(path, _line(where, key), message)
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise fail(key, _unknown("top-level key", key, TOP_KEYS))
+    if data.get("version") != VERSION:
+        raise fail("version", f"'version' must be {VERSION}, not {data.get('version')!r}")
+    expected = path.split("/")[-2] if path.count("/") >= 2 else None
+    name = data.get("project")
+    if not isinstance(name, str):
+        raise fail("project", "'project' must be the project's name")
+    if expected is not None and name != expected:
+        raise fail("project", f"'project' is {name!r} but the directory is {expected!r}; make them match")
+    settings = _read_settings(data, fail)
+    raw_tasks = data.get("tasks")
+    if raw_tasks is not None and not isinstance(raw_tasks, CommentedMap):
+        raise fail("tasks", "'tasks' must be a mapping of task id to fields")
+    tasks: dict[str, Task] = {}
+    for task_id, fields in (raw_tasks or {}).items():
+        try:
+            tasks[str(task_id)] = read_task(task_id, fields)
+        except FieldError as exc:
+            where = fields if exc.key and isinstance(fields, CommentedMap) else raw_tasks
+            raise fail(exc.key or task_id, f"task {task_id}: {exc}", where) from None
+    try:
+        check_graph(tasks)
+    except InvalidState as exc:
+        culprit = str(exc).split()[1]
+        raise fail(culprit, str(exc), raw_tasks) from None
+    top, task_spans, indent = _layout(data, raw_tasks, line_count)
+    return StateDoc(Project(settings, tasks), top, task_spans, indent, line_count)
+
+
+def _read_settings(data: CommentedMap, fail: Callable[..., StateFileError]) -> Settings:
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise fail("defaults", "'defaults' must be a mapping")
+    values: dict[str, Any] = {}
+    for key, value in defaults.items():
+        reader = _DEFAULT_READERS.get(key)
+        if reader is None:
+            raise fail(key, _unknown("default", key, DEFAULT_KEYS), defaults)
+        try:
+            values[key] = reader(key, value)
+        except FieldError as exc:
+            raise fail(key, str(exc), defaults) from None
+    try:
+        return Settings(
+            name=data["project"],
+            description=_text("description", data.get("description")) or "",
+            created_at=_time("created_at", data.get("created_at")),
+            meta=_meta("meta", data.get("meta")),
+            **values,
+        )
+    except FieldError as exc:
+        raise fail(exc.key, str(exc)) from None
+
+
+def _spans(starts: list[int], end: int) -> list[Span]:
+    return [(start, nxt) for start, nxt in zip(starts, [*starts[1:], end], strict=True)]
+
+
+def _layout(
+    data: CommentedMap, raw_tasks: CommentedMap | None, line_count: int
+) -> tuple[dict[str, Span], dict[str, Span], int | None]:
+    keys = sorted(data, key=lambda k: data.lc.key(k)[0])
+    top_spans = _spans([data.lc.key(k)[0] for k in keys], line_count)
+    top = dict(zip(keys, top_spans, strict=True))
+    if not raw_tasks or raw_tasks.fa.flow_style():
+        return top, {}, None
+    ids = sorted(raw_tasks, key=lambda k: raw_tasks.lc.key(k)[0])
+    columns = {raw_tasks.lc.key(k)[1] for k in ids}
+    first_line = raw_tasks.lc.key(ids[0])[0]
+    if len(columns) != 1 or first_line == top["tasks"][0]:
+        return top, {}, None
+    task_spans = _spans([raw_tasks.lc.key(k)[0] for k in ids], top["tasks"][1])
+    return top, dict(zip(map(str, ids), task_spans, strict=True)), columns.pop()
+
+
+# -- writing -------------------------------------------------------------------------------
+
+Edit = tuple[int, int, list[str]]
+
+
+def render_new(project: Project) -> tuple[str, StateDoc]:
+    """A new STATE.yaml holding ``project``."""
+    text = (
+        "# gitstate project state (format version 1). Edit it by hand or with `gitstate`;\n"
+        "# comments and key order survive gitstate's writes. Reference: README.md.\n"
+        f"version: {VERSION}\nproject: {project.name}\ntasks: {{}}\n"
+    )
+    return apply(parse(text, state_path(project.name)), text, project)
+
+
+def apply(doc: StateDoc, text: str, new: Project) -> tuple[str, StateDoc]:
+    """``text`` changed to hold ``new``; only blocks that differ from ``doc`` are rewritten."""
+    old = doc.project
+    gone = [tid for tid in old.tasks if tid not in new.tasks]
+    if gone:
+        raise InvalidState(f"task {gone[0]} cannot be deleted; cancel it instead")
+    lines = split_lines(text)
+    if "tasks" not in doc.top:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        at = len(lines)
+        lines.append("tasks: {}\n")
+        doc = dataclasses.replace(doc, top={**doc.top, "tasks": (at, at + 1)}, tasks={})
+        doc = dataclasses.replace(doc, task_indent=None)
+    if new.settings != old.settings:
+        lines, doc = _apply_settings(lines, doc, new.settings)
+    changed = [t for tid, t in new.tasks.items() if tid in old.tasks and old.tasks[tid] != t]
+    added = [t for tid, t in new.tasks.items() if tid not in old.tasks]
+    if not changed and not added:
+        return "".join(lines), dataclasses.replace(doc, project=new, line_count=len(lines))
+    indent = doc.task_indent
+    if indent is None or any(t.id not in doc.tasks for t in changed):
+        return _rewrite_tasks(lines, doc, new)
+    edits: list[Edit] = []
+    for task in changed:
+        start, end = doc.tasks[task.id]
+        edits.append((start, end, _edit_task(lines[start:end], indent, task)))
+    at = doc.top["tasks"][1]
+    inserted: list[str] = []
+    offsets: dict[str, Span] = {}
+    for task in added:
+        block = _edit_task([], indent, task)
+        offsets[task.id] = (len(inserted), len(inserted) + len(block))
+        inserted.extend(block)
+    if inserted:
+        edits.append((at, at, inserted))
+    lines, moved = _splice(lines, edits)
+    base = moved(at) - len(inserted)
+    # The last task ended where the new ones were inserted: it must not grow over them.
+    tasks = {
+        tid: (moved(s), base if inserted and e == at else moved(e))
+        for tid, (s, e) in doc.tasks.items()
+    }
+    tasks.update({tid: (base + s, base + e) for tid, (s, e) in offsets.items()})
+    top = {key: (moved(s), moved(e)) for key, (s, e) in doc.top.items()}
+    return "".join(lines), StateDoc(new, top, tasks, indent, len(lines))
+
+
+def _splice(lines: list[str], edits: list[Edit]) -> tuple[list[str], Callable[[int], int]]:
+    """Apply non-overlapping line edits; return a map from old line numbers to new ones."""
+    edits = sorted(edits, key=lambda e: (e[0], e[1]))
+    out = list(lines)
+    for start, end, block in reversed(edits):
+        out[start:end] = block
+    deltas = [(end, len(block) - (end - start)) for start, end, block in edits]
+
+    def moved(line: int) -> int:
+        return line + sum(delta for end, delta in deltas if end <= line)
+
+    return out, moved
+
+
+def _says(task: Task) -> Callable[[str, Any], bool]:
+    """Whether a raw YAML value already reads as ``task``'s value for that field."""
+
+    def same(key: str, raw: Any) -> bool:
+        try:
+            return bool(_TASK_READERS[key](key, raw) == getattr(task, key))
+        except FieldError:
+            return False
+
+    return same
+
+
+def _task_mutator(new: Task) -> Callable[[CommentedMap], None]:
+    def mutate(data: CommentedMap) -> None:
+        if not isinstance(data.get(new.id), CommentedMap):
+            data[new.id] = CommentedMap()
+        fields = data[new.id]
+        yamlblock.update_mapping(fields, _keep_unchanged(task_fields(new), fields, _says(new)))
+
+    return mutate
+
+
+def _edit_task(block: Sequence[str], indent: int, new: Task) -> list[str]:
+    mutate = _task_mutator(new)
+    try:
+        return yamlblock.edit_block(block, indent, mutate, lambda d: _loads_as(d, new))
+    except yamlblock.BlockMismatch:
+        # The hand-written block defeats an in-place edit (unusual scalars):
+        # write it out canonically; the values are what must be right.
+        return yamlblock.edit_block([], indent, mutate, lambda d: _loads_as(d, new))
+
+
+def _loads_as(data: Any, task: Task) -> bool:
+    if not isinstance(data, dict) or list(data) != [task.id]:
+        return False
+    try:
+        return read_task(task.id, data[task.id]) == task
+    except FieldError:
+        return False
+
+
+def _apply_settings(lines: list[str], doc: StateDoc, settings: Settings) -> tuple[list[str], StateDoc]:
+    """Rewrite the top-level keys that changed; new keys go just before ``tasks``."""
+    old_fields = dict(_top_fields(doc.project.settings))
+    tasks_start = doc.top["tasks"][0]
+    edits: list[Edit] = []
+    for key, value in _top_fields(settings):
+        if key in ("version", "project") or old_fields[key] == value:
+            continue
+        if key in doc.top:
+            start, end = doc.top[key]
+            edits.append((start, end, _edit_top(lines[start:end], key, value, settings)))
+        elif value is not OMIT:
+            edits.append((tasks_start, tasks_start, _edit_top([], key, value, settings)))
+    lines, moved = _splice(lines, edits)
+    # Keys before ``tasks`` may have been added or removed: measure them again
+    # from the header alone, which is small.
+    header_end = moved(tasks_start)
+    header = yamlblock.load("".join(lines[:header_end])) or CommentedMap()
+    keys = sorted(header, key=lambda k: header.lc.key(k)[0])
+    top = dict(zip(keys, _spans([header.lc.key(k)[0] for k in keys], header_end), strict=True))
+    for key, (start, end) in doc.top.items():
+        if start >= tasks_start:
+            top[key] = (moved(start), moved(end))
+    tasks = {tid: (moved(s), moved(e)) for tid, (s, e) in doc.tasks.items()}
+    project = dataclasses.replace(doc.project, settings=settings)
+    return lines, dataclasses.replace(doc, project=project, top=top, tasks=tasks, line_count=len(lines))
+
+
+def _edit_top(block: Sequence[str], key: str, value: Any, settings: Settings) -> list[str]:
+    def mutate(data: CommentedMap) -> None:
+        if key == "defaults" and isinstance(data.get(key), CommentedMap):
+            yamlblock.update_mapping(data[key], _defaults_fields(settings))
+        else:
+            yamlblock.update_mapping(data, [(key, value)])
+
+    def check(data: CommentedMap) -> bool:
+        return value is OMIT or key in data
+
+    return yamlblock.edit_block(block, 0, mutate, check)
+
+
+def _rewrite_tasks(lines: list[str], doc: StateDoc, new: Project) -> tuple[str, StateDoc]:
+    """Re-emit the whole ``tasks`` block (it was empty, inline or oddly laid out)."""
+    start, end = doc.top["tasks"]
+
+    def mutate(data: CommentedMap) -> None:
+        tasks = data.get("tasks")
+        if not isinstance(tasks, CommentedMap):
+            tasks = data["tasks"] = CommentedMap()
+        tasks.fa.set_block_style()
+        for task in new.tasks.values():
+            _task_mutator(task)(tasks)
+
+    def check(data: CommentedMap) -> bool:
+        tasks = data.get("tasks") or {}
+        return all(_loads_as({tid: tasks.get(tid)}, t) for tid, t in new.tasks.items())
+
+    block = yamlblock.edit_block(lines[start:end], 0, mutate, check)
+    lines, moved = _splice(lines, [(start, end, block)])
+    tasks_map = yamlblock.load("".join(block))["tasks"]
+    ids = sorted(tasks_map, key=lambda k: tasks_map.lc.key(k)[0])
+    starts = [start + tasks_map.lc.key(k)[0] for k in ids]
+    spans = dict(zip(map(str, ids), _spans(starts, start + len(block)), strict=True))
+    indent = tasks_map.lc.key(ids[0])[1] if ids else None
+    top = {key: (moved(s), moved(e)) for key, (s, e) in doc.top.items()}
+    return "".join(lines), StateDoc(new, top, spans, indent, len(lines))

@@ -1,0 +1,319 @@
+"""The one writer of state: read at a ref, change, commit, compare-and-swap, retry.
+
+Every change is one commit on the state branch whose tree differs from its
+parent in one ``projects/<name>/STATE.yaml``. The commit is built from objects
+written directly (never through the user's index or working tree) and
+published by moving the branch with a compare-and-swap. On one machine, writers
+take a file lock first, so they queue instead of racing; across machines (or
+against a person's ``git commit``), a lost compare-and-swap re-reads the branch
+and re-applies the change to the new state.
+
+When a work tree has the state branch checked out, the changed STATE.yaml is
+written there and staged afterwards, so ``git status`` stays as clean as it
+was. If that file has uncommitted edits, the change is refused before anything
+is published: a person's edits are never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitstate import statefile
+from gitstate.cache import ParseCache
+from gitstate.errors import (
+    AlreadyExists,
+    Busy,
+    DirtyStateFile,
+    InvalidState,
+    NotFound,
+    RepositoryError,
+)
+from gitstate.git import Oid, Repository, Worktree, object_id
+from gitstate.model import Project, check_graph
+from gitstate.names import check_project_name
+from gitstate.statefile import StateDoc, state_path
+from gitstate.timefmt import Clock
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+MAX_ATTEMPTS = 40
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a change function returns: the new project and how to describe it."""
+
+    project: Project
+    event: str
+    summary: str
+    tasks: tuple[str, ...] = ()
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Committed:
+    commit: Oid
+    project: Project
+    changed: bool = True
+
+
+def default_branch(repo: Repository) -> str:
+    """``gitstate.branch`` from git config, else main, else master, else HEAD's branch."""
+    configured = repo.config("gitstate.branch")
+    if configured:
+        return configured
+    for name in ("main", "master"):
+        if repo.resolve(f"refs/heads/{name}") is not None:
+            return name
+    head = (repo.git_dir / "HEAD").read_text().strip() if (repo.git_dir / "HEAD").exists() else ""
+    if head.startswith("ref: refs/heads/"):
+        return head[len("ref: refs/heads/") :]
+    raise RepositoryError(
+        "cannot tell which branch holds the state: HEAD is detached and there is no main or "
+        "master branch; run `gitstate init --branch NAME`"
+    )
+
+
+class Store:
+    """Reads and writes project state on one branch of ``repo``."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        branch: str | None = None,
+        *,
+        clock: Clock | None = None,
+        agent: str | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.branch = branch or default_branch(repo)
+        self.ref = f"refs/heads/{self.branch}"
+        self.clock = clock or Clock(repo.env)
+        self.agent = agent
+        self.lock_timeout = lock_timeout
+        self.notify = notify or (lambda message: None)
+        self.cache = ParseCache(repo.common_dir / "gitstate" / "cache")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def head(self) -> Oid:
+        commit = self.repo.resolve(self.ref)
+        if commit is None:
+            raise RepositoryError(
+                f"branch {self.branch!r} has no commits yet; run `gitstate init` to create it"
+            )
+        return commit
+
+    def resolve(self, rev: str) -> Oid:
+        commit = self.repo.resolve(rev)
+        if commit is None:
+            raise NotFound(f"revision {rev!r} does not exist; `git log` lists revisions")
+        return commit
+
+    def read(self, name: str, at: str | None = None) -> Project:
+        """One project as of ``at`` (a commit id; default: the branch's tip)."""
+        return self._load(at or self.head(), name)[0].project
+
+    def project_names(self, at: str | None = None) -> list[str]:
+        commit = at or self.head()
+        found = self.repo.info(f"{commit}:projects")
+        if found is None or found[1] != "tree":
+            return []
+        return sorted(e.name for e in self.repo.read_tree(found[0]) if e.is_tree)
+
+    def read_all(self, at: str | None = None) -> list[Project]:
+        commit = at or self.head()
+        projects = []
+        for name in self.project_names(commit):
+            with contextlib.suppress(NotFound):  # a folder without STATE.yaml is not a project
+                projects.append(self._load(commit, name)[0].project)
+        return projects
+
+    def _load(self, commit: str, name: str) -> tuple[StateDoc, str, Oid]:
+        path = state_path(check_project_name(name))
+        found = self.repo.info(f"{commit}:{path}")
+        if found is None:
+            raise NotFound(
+                f"project {name!r} does not exist on {self.branch}; "
+                "`gitstate project list` shows the projects"
+            )
+        oid = found[0]
+        doc = self.cache.get(oid)
+        text = ""
+        if doc is None:
+            text = self._blob_text(oid, path)
+            doc = statefile.parse(text, path)
+            self.cache.put(oid, doc)
+        return doc, text, oid
+
+    def _blob_text(self, oid: str, path: str) -> str:
+        try:
+            return self.repo.read(oid)[1].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise statefile.StateFileError(path, None, f"is not UTF-8 text ({exc.reason})") from None
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def update(self, name: str, change: Callable[[Project], Change | None]) -> Committed:
+        """Apply ``change`` to the current state of project ``name`` and publish it.
+
+        ``change`` may run more than once (after a lost race it sees the newer
+        state); it returns None to make no commit.
+        """
+        path = state_path(check_project_name(name))
+
+        def step(commit: Oid) -> tuple[StateDoc | None, str, Oid | None, Change | None]:
+            doc, text, oid = self._load(commit, name)
+            return doc, text or self._blob_text(oid, path), oid, change(doc.project)
+
+        return self._transact(path, step)
+
+    def create(self, project: Project, *, agent: str | None = None) -> Committed:
+        """Add a new project's STATE.yaml; refused when the project exists."""
+        path = state_path(check_project_name(project.name))
+
+        def step(commit: Oid) -> tuple[StateDoc | None, str, Oid | None, Change | None]:
+            if self.repo.info(f"{commit}:{path}") is not None:
+                raise AlreadyExists(
+                    f"project {project.name!r} already exists; change it with `gitstate project edit`"
+                )
+            return None, "", None, Change(project, "create", f"create project {project.name}", agent=agent)
+
+        return self._transact(path, step)
+
+    def _transact(
+        self,
+        path: str,
+        step: Callable[[Oid], tuple[StateDoc | None, str, Oid | None, Change | None]],
+    ) -> Committed:
+        with self._locked():
+            for attempt in range(MAX_ATTEMPTS):
+                head = self.head()
+                doc, text, old_blob, change = step(head)
+                if change is None or (doc is not None and change.project == doc.project):
+                    assert doc is not None  # noqa: S101 (only updates return no change)
+                    return Committed(head, doc.project, changed=False)
+                try:
+                    check_graph(change.project.tasks)
+                except InvalidState as exc:
+                    raise InvalidState(f"{change.project.name}: {exc}") from None
+                if doc is None:
+                    new_text, new_doc = statefile.render_new(change.project)
+                else:
+                    new_text, new_doc = statefile.apply(doc, text, change.project)
+                data = new_text.encode()
+                blob = self.repo.write_object("blob", data)
+                tree = self.repo.replace_path(self.repo.commit_tree_oid(head), path, blob)
+                author = self.repo.identity(change.agent or self.agent or "gitstate")
+                who = change.agent or self.agent or author.name
+                message = _message(change, doc.project if doc else None, who)
+                commit = self.repo.write_commit(tree, [head], message, author, self.clock.git_date())
+                checkouts = self._checkouts(path, old_blob)
+                if self.repo.update_ref(self.ref, commit, head, f"gitstate: {change.event}"):
+                    self.cache.put(blob, new_doc)
+                    self._sync(checkouts, path, old_blob, data)
+                    return Committed(commit, change.project)
+                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # noqa: S311
+        raise Busy(
+            f"{self.ref} kept moving: {MAX_ATTEMPTS} attempts in a row lost the race to other "
+            "writers; retry in a moment"
+        )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        from filelock import FileLock, Timeout
+
+        folder = self.repo.common_dir / "gitstate" / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / (self.ref.replace("/", "%") + ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.notify(f"waiting for another gitstate writer on {self.branch} ({lock.lock_file})")
+            try:
+                lock.acquire(timeout=self.lock_timeout)
+            except Timeout:
+                raise Busy(
+                    f"another gitstate process has held the lock on {self.branch} for "
+                    f"{self.lock_timeout:g}s ({lock.lock_file}); retry, or raise "
+                    "GITSTATE_LOCK_TIMEOUT"
+                ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- keeping checkouts of the state branch clean ------------------------------------------
+
+    def _checkouts(self, path: str, old_blob: Oid | None) -> list[Worktree]:
+        """Checkouts of the state branch; refuses if ``path`` has uncommitted edits in one."""
+        found = self.repo.checkouts_of(self.ref)
+        for tree in found:
+            if _file_oid(tree.path / path) != old_blob or self._staged(tree, path) != old_blob:
+                raise DirtyStateFile(
+                    f"{tree.path / path} has uncommitted changes; commit or stash them "
+                    "(`git stash`), then run the command again"
+                )
+        return found
+
+    def _staged(self, tree: Worktree, path: str) -> str | None:
+        out = self.repo.git("ls-files", "-s", "-z", "--", path, worktree=tree).stdout.decode()
+        entries = [e for e in out.split("\0") if e]
+        if len(entries) != 1 or not entries[0].startswith("100"):
+            return None if not entries else "conflicted"
+        return entries[0].split()[1]
+
+    def _sync(self, trees: list[Worktree], path: str, old_blob: Oid | None, data: bytes) -> None:
+        for tree in trees:
+            target = tree.path / path
+            if _file_oid(target) != old_blob:
+                self.notify(f"warning: {target} changed while gitstate wrote it; left as you edited it")
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.gitstate-{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+            for attempt in range(20):
+                proc = self.repo.git("update-index", "--add", "--", path, worktree=tree, check=False)
+                if proc.returncode == 0:
+                    break
+                time.sleep(0.005 * (attempt + 1))
+            else:
+                self.notify(
+                    f"warning: could not stage {path} in {tree.path} (its index is locked); "
+                    f"run `git add {path}` there"
+                )
+
+
+def _file_oid(path: Path) -> str | None:
+    try:
+        return object_id("blob", path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _message(change: Change, old: Project | None, agent: str) -> str:
+    """Subject, blank line, trailers: ``git log --grep`` and ``%(trailers)`` read them."""
+    trailers = [f"Gitstate-Project: {change.project.name}"]
+    trailers += [f"Gitstate-Task: {task_id}" for task_id in change.tasks]
+    trailers.append(f"Gitstate-Event: {change.event}")
+    trailers.append(f"Gitstate-Agent: {_one_line(agent)}")
+    for task_id in change.tasks:
+        new = change.project.tasks.get(task_id)
+        before = old.tasks.get(task_id) if old else None
+        if new is not None and (before is None or before.status != new.status):
+            was = before.status.value if before else "new"
+            trailers.append(f"Gitstate-Status: {task_id} {was} -> {new.status.value}")
+    return f"gitstate: {_one_line(change.summary, 100)}\n\n" + "\n".join(trailers) + "\n"

@@ -1,0 +1,140 @@
+"""Task operations: add, edit, cancel, retry, and the task a claim would take next.
+
+Each operation is a change function handed to the store, so it is re-applied
+to fresh state if another writer got there first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gitstate import statefile
+from gitstate.errors import AlreadyExists, InvalidInput, NotFound, NothingReady
+from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
+from gitstate.names import check_task_id, new_task_id
+from gitstate.store import Change, Store
+from gitstate.yamlblock import OMIT
+
+# Fields a person sets directly; the rest belong to the status machine.
+EDITABLE = (
+    "title",
+    "description",
+    "priority",
+    "depends_on",
+    "requires",
+    "command",
+    "max_retries",
+    "timeout",
+    "not_before",
+    "meta",
+)
+
+
+def validate(task: Task) -> Task:
+    """Refuse a task the file could not hold, with the file's own message."""
+    raw = {k: v for k, v in statefile.task_fields(task) if v is not OMIT}
+    try:
+        statefile.read_task(task.id, raw)
+    except statefile.FieldError as exc:
+        raise InvalidInput(f"task {task.id}: {exc}") from None
+    return task
+
+
+def get(project: Project, task_id: str) -> Task:
+    task = project.task(task_id)
+    if task is None:
+        raise NotFound(
+            f"task {task_id!r} is not in project {project.name!r}; "
+            f"`gitstate task list {project.name}` shows its tasks"
+        )
+    return task
+
+
+def add(
+    store: Store,
+    project: str,
+    title: str,
+    fields: Mapping[str, Any] | None = None,
+    task_id: str | None = None,
+) -> Task:
+    """Add a pending task; returns it with its new id."""
+    fields = dict(fields or {})
+    _check_editable(fields)
+    if task_id is not None:
+        check_task_id(task_id)
+    made: list[Task] = []
+
+    def change(current: Project) -> Change:
+        if task_id is not None and task_id in current.tasks:
+            raise AlreadyExists(f"task {task_id!r} already exists in {project}; pick another id")
+        now = store.clock.now()
+        new_id = task_id or new_task_id(current.tasks)
+        task = validate(Task(id=new_id, title=title, created_at=now, updated_at=now, **fields))
+        made[:] = [task]
+        summary = f"add {project}/{new_id} {_quote(title)}"
+        return Change(current.with_task(task), "add", summary, (new_id,))
+
+    store.update(project, change)
+    return made[0]
+
+
+def edit(store: Store, project: str, task_id: str, fields: Mapping[str, Any]) -> Task:
+    """Change a task's own fields (not its status); returns the new task."""
+    _check_editable(fields)
+    if not fields:
+        raise InvalidInput("nothing to change; give at least one option such as --title or --priority")
+
+    def change(current: Project) -> Change:
+        old = get(current, task_id)
+        task = validate(dataclasses.replace(old, updated_at=store.clock.now(), **fields))
+        return Change(current.with_task(task), "edit", f"edit {project}/{task_id}", (task_id,))
+
+    return get(store.update(project, change).project, task_id)
+
+
+def cancel(store: Store, project: str, task_id: str, reason: str | None = None) -> Task:
+    def change(current: Project) -> Change:
+        task = move(project, get(current, task_id), Status.CANCELLED, store.clock.now())
+        if reason:
+            task = validate(dataclasses.replace(task, error=reason))
+        return Change(current.with_task(task), "cancel", f"cancel {project}/{task_id}", (task_id,))
+
+    return get(store.update(project, change).project, task_id)
+
+
+def retry(store: Store, project: str, task_id: str) -> Task:
+    """Send a failed task back to pending with a fresh set of attempts."""
+
+    def change(current: Project) -> Change:
+        old = get(current, task_id)
+        task = move(project, old, Status.PENDING, store.clock.now(), attempts=0, error=None)
+        return Change(current.with_task(task), "retry", f"retry {project}/{task_id}", (task_id,))
+
+    return get(store.update(project, change).project, task_id)
+
+
+def next_task(
+    store: Store, project: str | None = None, capabilities: Iterable[str] | None = None
+) -> tuple[Project, Task]:
+    """The task a claim would take now; ``NothingReady`` says why there is none."""
+    projects = [store.read(project)] if project else store.read_all()
+    if not projects:
+        raise NothingReady("there are no projects yet; add one with `gitstate project add NAME`")
+    found = select_next(projects, store.clock.now(), capabilities)
+    if isinstance(found, str):
+        raise NothingReady(found)
+    return found
+
+
+def _check_editable(fields: Mapping[str, Any]) -> None:
+    for name in fields:
+        if name not in EDITABLE:
+            state = "set by the status machine" if name in TASK_FIELDS else "not a task field"
+            raise InvalidInput(f"{name!r} cannot be set directly: it is {state}")
+
+
+def _quote(title: str) -> str:
+    flat = " ".join(title.split())
+    return f'"{flat[:60]}…"' if len(flat) > 60 else f'"{flat}"'
