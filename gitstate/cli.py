@@ -461,7 +461,7 @@ def task_show(project_name: str, task_id: str, as_json: bool) -> None:
 @json_option
 def task_list(project_name: str | None, statuses: tuple[str, ...], ready: bool, as_json: bool) -> None:
     """List tasks (of PROJECT, or of every project), in the order claims take them."""
-    from gitstate.model import is_ready
+    from gitstate.model import claim_order, is_ready
     from gitstate.render import TASK_HEADERS, table, task_json, task_rows
 
     store = _app().store
@@ -469,7 +469,7 @@ def task_list(project_name: str | None, statuses: tuple[str, ...], ready: bool, 
     found = [store.read(project_name)] if project_name else store.read_all()
     picked = []
     for p in found:
-        items = sorted(p.tasks.values(), key=lambda t: (-t.priority, t.created_at is None, t.created_at, t.id))
+        items = sorted(p.tasks.values(), key=claim_order)
         items = [t for t in items if (not statuses or t.status in statuses) and (not ready or is_ready(p, t, now))]
         picked.append((p, items))
     if as_json:

@@ -14,7 +14,8 @@ Status machine::
 
 A task is *ready* when it is pending, every dependency is merged, and its
 ``not_before`` has passed. The next task is the ready one with the highest
-priority; ties go to the oldest (``created_at``), then the smallest id.
+priority; ties go to the oldest (``created_at``), then the project name, then
+the smallest id.
 """
 
 from __future__ import annotations
@@ -203,11 +204,11 @@ def is_ready(project: Project, task: Task, now: datetime) -> bool:
     return task.status == Status.PENDING and not blocked_by(project, task, now)
 
 
-def _order(task: Task) -> tuple[int, bool, datetime | None, str]:
-    # Highest priority first, then oldest, then smallest id; tasks without a
-    # creation time (written by hand) sort after dated ones of equal priority.
+def claim_order(task: Task, project: str = "") -> tuple[int, bool, datetime | None, str, str]:
+    # Highest priority first, then oldest, then project, then smallest id; tasks
+    # without a creation time (written by hand) sort after dated ones.
     created = task.created_at
-    return (-task.priority, created is None, created, task.id)
+    return (-task.priority, created is None, created, project, task.id)
 
 
 def ready_tasks(
@@ -220,7 +221,7 @@ def ready_tasks(
         for task in project.tasks.values()
         if is_ready(project, task, now) and (caps is None or project.requires(task) <= caps)
     ]
-    ready.sort(key=_order)
+    ready.sort(key=claim_order)
     return ready
 
 
@@ -229,7 +230,7 @@ def select_next(
 ) -> tuple[Project, Task] | str:
     """The task a claim takes now, or a sentence saying why there is none."""
     caps = None if capabilities is None else frozenset(capabilities)
-    best: tuple[tuple[int, bool, datetime | None, str], str, Project, Task] | None = None
+    best: tuple[tuple[int, bool, datetime | None, str, str], Project, Task] | None = None
     pending = blocked = lacking = total = 0
     missing: set[str] = set()
     for project in projects:
@@ -246,11 +247,11 @@ def select_next(
                 lacking += 1
                 missing |= needs - caps
                 continue
-            key = (_order(task), project.name, project, task)
-            if best is None or key[:2] < best[:2]:
-                best = key
+            order = claim_order(task, project.name)
+            if best is None or order < best[0]:
+                best = (order, project, task)
     if best is not None:
-        return best[2], best[3]
+        return best[1], best[2]
     if total == 0:
         return "there are no tasks"
     if pending == 0:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +42,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from gitstate import names, yamlblock
-from gitstate.errors import GitStateError, InvalidState, StateFileError
+from gitstate.errors import GitStateError, InvalidInput, InvalidState, StateFileError
 from gitstate.model import TASK_FIELDS, Project, Settings, Status, Task, check_graph
 from gitstate.timefmt import format_duration, format_timestamp, parse_duration, parse_timestamp
 from gitstate.yamlblock import KEEP, OMIT
@@ -51,7 +52,10 @@ MAX_BYTES = 64 * 1024 * 1024
 TOP_KEYS = ("version", "project", "description", "created_at", "defaults", "meta", "tasks")
 DEFAULT_KEYS = ("command", "check", "max_retries", "timeout", "lease", "requires")
 _CONFLICT_MARKERS = ("<<<<<<< ", "<<<<<<<\n", "=======\n", ">>>>>>> ", ">>>>>>>\n", "||||||| ")
-_BAD_CHARS = {chr(c) for c in range(32) if chr(c) not in "\n\t"} | {"\x7f"}
+# Line separators other than "\n" are refused everywhere: YAML scanners count
+# some of them as line breaks, which would put every later line number off.
+_SEPARATORS = frozenset("\r\x85\u2028\u2029")
+_BAD_CHARS = {chr(c) for c in range(32) if chr(c) not in "\n\t"} | {"\x7f"} | _SEPARATORS
 
 Span = tuple[int, int]
 
@@ -162,6 +166,9 @@ def _meta(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FieldError(key, f"'{key}' must be a mapping, not {_kind(value)}")
     plain: dict[str, Any] = yamlblock.to_plain(value)
+    for item, _ in _walk(plain, None):
+        if isinstance(item, str) and _SEPARATORS.intersection(item):
+            raise FieldError(key, f"'{key}' holds text with a CR or Unicode line separator")
     return plain
 
 
@@ -215,6 +222,16 @@ def _unknown(kind: str, key: Any, known: Sequence[str]) -> str:
     guess = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean '{guess[0]}'?)" if guess else f"; known fields: {', '.join(known)}"
     return f"unknown {kind} {str(key)!r}{hint}"
+
+
+def check_task(task: Task) -> Task:
+    """Refuse a task the file could not hold, with the message a file would get."""
+    raw = {k: v for k, v in task_fields(task) if v is not OMIT}
+    try:
+        read_task(task.id, raw)
+    except FieldError as exc:
+        raise InvalidInput(f"task {task.id}: {exc}") from None
+    return task
 
 
 def read_task(task_id: Any, fields: Any) -> Task:
@@ -315,14 +332,22 @@ def parse(text: str, path: str) -> StateDoc:
             raise StateFileError(
                 path, number, "has a merge conflict marker; resolve the conflict and commit"
             )
-        if "\r" in line:
-            raise StateFileError(path, number, "has a CR line ending; save it with LF endings")
+        if _SEPARATORS.intersection(line):
+            what = "a CR line ending" if "\r" in line else "a Unicode line separator"
+            raise StateFileError(path, number, f"has {what}; save it with LF line endings only")
     try:
         data = yamlblock.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = (exc.problem or exc.context or "invalid YAML").strip()
+        duplicate = re.match(r'found duplicate key "(.*?)" with value', problem)
+        if duplicate and exc.context_mark is not None:
+            first = exc.context_mark.line + 1
+            problem = (
+                f"duplicate key {duplicate.group(1)!r} in the mapping that starts at line {first}; "
+                "each key may appear once"
+            )
         raise StateFileError(path, line, f"invalid YAML: {problem}") from None
     except (YAMLError, RecursionError) as exc:
         raise StateFileError(path, None, f"invalid YAML: {exc}") from None
@@ -342,15 +367,24 @@ def _line(cmap: CommentedMap, key: Any) -> int | None:
 
 
 def _walk(node: Any, line: int | None) -> Iterator[tuple[Any, int | None]]:
+    """Every value in document order, each shared (aliased) container once."""
     stack = [(node, line)]
+    seen: set[int] = set()
     while stack:
         item, where = stack.pop()
         yield item, where
+        if isinstance(item, dict | list):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
         if isinstance(item, dict):
-            for key, value in item.items():
-                stack.append((value, _line(item, key) if isinstance(item, CommentedMap) else where))
+            children = [
+                (value, _line(item, key) if isinstance(item, CommentedMap) else where)
+                for key, value in item.items()
+            ]
+            stack.extend(reversed(children))
         elif isinstance(item, list):
-            stack.extend((value, where) for value in item)
+            stack.extend((value, where) for value in reversed(item))
 
 
 def _refuse_anchors_and_tags(data: CommentedMap, path: str) -> None:
@@ -480,6 +514,8 @@ def apply(doc: StateDoc, text: str, new: Project) -> tuple[str, StateDoc]:
         lines, doc = _apply_settings(lines, doc, new.settings)
     changed = [t for tid, t in new.tasks.items() if tid in old.tasks and old.tasks[tid] != t]
     added = [t for tid, t in new.tasks.items() if tid not in old.tasks]
+    for task in (*changed, *added):
+        check_task(task)
     if not changed and not added:
         return "".join(lines), dataclasses.replace(doc, project=new, line_count=len(lines))
     indent = doc.task_indent

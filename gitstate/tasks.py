@@ -10,12 +10,11 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gitstate import statefile
 from gitstate.errors import AlreadyExists, InvalidInput, NotFound, NothingReady
 from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
 from gitstate.names import check_task_id, new_task_id
+from gitstate.statefile import check_task
 from gitstate.store import Change, Store
-from gitstate.yamlblock import OMIT
 
 # Fields a person sets directly; the rest belong to the status machine.
 EDITABLE = (
@@ -30,16 +29,6 @@ EDITABLE = (
     "not_before",
     "meta",
 )
-
-
-def validate(task: Task) -> Task:
-    """Refuse a task the file could not hold, with the file's own message."""
-    raw = {k: v for k, v in statefile.task_fields(task) if v is not OMIT}
-    try:
-        statefile.read_task(task.id, raw)
-    except statefile.FieldError as exc:
-        raise InvalidInput(f"task {task.id}: {exc}") from None
-    return task
 
 
 def get(project: Project, task_id: str) -> Task:
@@ -71,7 +60,7 @@ def add(
             raise AlreadyExists(f"task {task_id!r} already exists in {project}; pick another id")
         now = store.clock.now()
         new_id = task_id or new_task_id(current.tasks)
-        task = validate(Task(id=new_id, title=title, created_at=now, updated_at=now, **fields))
+        task = check_task(Task(id=new_id, title=title, created_at=now, updated_at=now, **fields))
         made[:] = [task]
         summary = f"add {project}/{new_id} {_quote(title)}"
         return Change(current.with_task(task), "add", summary, (new_id,))
@@ -88,7 +77,7 @@ def edit(store: Store, project: str, task_id: str, fields: Mapping[str, Any]) ->
 
     def change(current: Project) -> Change:
         old = get(current, task_id)
-        task = validate(dataclasses.replace(old, updated_at=store.clock.now(), **fields))
+        task = check_task(dataclasses.replace(old, updated_at=store.clock.now(), **fields))
         return Change(current.with_task(task), "edit", f"edit {project}/{task_id}", (task_id,))
 
     return get(store.update(project, change).project, task_id)
@@ -98,7 +87,7 @@ def cancel(store: Store, project: str, task_id: str, reason: str | None = None) 
     def change(current: Project) -> Change:
         task = move(project, get(current, task_id), Status.CANCELLED, store.clock.now())
         if reason:
-            task = validate(dataclasses.replace(task, error=reason))
+            task = check_task(dataclasses.replace(task, error=reason))
         return Change(current.with_task(task), "cancel", f"cancel {project}/{task_id}", (task_id,))
 
     return get(store.update(project, change).project, task_id)

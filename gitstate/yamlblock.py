@@ -30,13 +30,16 @@ KEEP = object()
 """A field value meaning "the file already says this": the key is not touched."""
 
 MAX_DEPTH = 64
+Style = tuple[int, int, int]
+"""Indentation as ruamel takes it: (mapping, sequence content, sequence dash offset)."""
+STYLE: Style = (2, 4, 2)
 
 
-def make_yaml() -> YAML:
+def make_yaml(style: Style = STYLE) -> YAML:
     yaml = YAML(typ="rt")
     yaml.width = 4096  # never re-wrap a person's long lines
     yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.indent(mapping=style[0], sequence=style[1], offset=style[2])
     yaml.max_depth = MAX_DEPTH
     return yaml
 
@@ -45,10 +48,38 @@ def load(text: str) -> Any:
     return make_yaml().load(text)
 
 
-def dump(data: Any) -> str:
+def dump(data: Any, style: Style = STYLE) -> str:
     out = io.StringIO()
-    make_yaml().dump(data, out)
+    make_yaml(style).dump(data, out)
     return out.getvalue()
+
+
+def guess_style(data: Any, lines: Sequence[str]) -> Style:
+    """The indentation a loaded block was written with, so a rewrite keeps it."""
+    mapping = dash = content = None
+    stack = [data]
+    while stack and (mapping is None or content is None):
+        node = stack.pop()
+        if isinstance(node, CommentedSeq):
+            stack.extend(node)
+            continue
+        if not isinstance(node, CommentedMap):
+            continue
+        for key, child in node.items():
+            column = node.lc.key(key)[1]
+            block = isinstance(child, CommentedMap | CommentedSeq) and child and not child.fa.flow_style()
+            if block and isinstance(child, CommentedMap) and mapping is None:
+                mapping = child.lc.key(next(iter(child)))[1] - column
+            elif block and isinstance(child, CommentedSeq) and content is None:
+                line, col = child.lc.item(0)
+                text = lines[line] if line < len(lines) else ""
+                dash = text.find("-") - column
+                content = col - column
+            stack.append(child)
+    mapping = mapping if mapping and mapping > 0 else STYLE[0]
+    if content is None or dash is None or dash < 0 or content <= dash:
+        return (mapping, mapping + STYLE[2], STYLE[2]) if mapping != STYLE[0] else STYLE
+    return (mapping, content, dash)
 
 
 def to_plain(value: Any) -> Any:
@@ -168,14 +199,17 @@ def edit_block(
     while end > 1 and is_trailer_line(lines[end - 1]):
         end -= 1
     body, trailer = list(lines[:end]), list(lines[end:])
-    data = load(_dedent(body, indent)) if body else CommentedMap()
+    text = _dedent(body, indent)
+    data = load(text) if body else CommentedMap()
     if trailer and to_plain(data) != to_plain(load(_dedent(lines, indent))):
         body, trailer = list(lines), []
-        data = load(_dedent(body, indent))
+        text = _dedent(body, indent)
+        data = load(text)
     if not isinstance(data, CommentedMap):
         raise BlockMismatch("the block is not a mapping")
+    style = guess_style(data, text.split("\n")) if body else STYLE
     mutate(data)
-    text = dump(data) if data else ""
+    text = dump(data, style) if data else ""
     if not check(load(text) or CommentedMap()):
         raise BlockMismatch("the re-emitted block does not load back to the same value")
     return _indent(text, indent) + trailer
