@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -325,7 +326,8 @@ class Repository:
         if "but expected" in err or "reference already exists" in err or "is missing but" in err:
             return False
         if "File exists" in err and ".lock" in err:
-            lock = err.split("'")[1] if "'" in err else f"{ref}.lock"
+            found = re.search(r"'([^']+\.lock)'", err)
+            lock = found.group(1) if found else f"{ref}.lock"
             raise Busy(
                 f"{ref} is locked by another git process ({lock}); if no git command is "
                 "running, a crashed one left the lock: remove that file and retry"

@@ -8,7 +8,7 @@ from typing import Any
 
 from gitstate import statefile
 from gitstate.errors import InvalidInput
-from gitstate.git import EMPTY_TREE, Repository
+from gitstate.git import Repository
 from gitstate.model import Project, Settings
 from gitstate.names import check_project_name
 from gitstate.store import Change, Store, default_branch
@@ -61,7 +61,7 @@ def init(repo: Repository, branch: str | None, clock: Clock) -> tuple[str, bool]
     if repo.resolve(ref) is not None:
         return name, False
     message = "gitstate: initialise the state branch\n\nGitstate-Event: init\n"
-    commit = repo.write_commit(EMPTY_TREE, [], message, repo.identity(), clock.git_date())
+    commit = repo.write_commit(repo.write_tree([]), [], message, repo.identity(), clock.git_date())
     return name, repo.update_ref(ref, commit, None, "gitstate: init")
 
 

@@ -215,7 +215,12 @@ class Store:
                 who = change.agent or self.agent or author.name
                 message = _message(change, doc.project if doc else None, who)
                 commit = self.repo.write_commit(tree, [head], message, author, self.clock.git_date())
-                checkouts = self._checkouts(path, old_blob)
+                try:
+                    checkouts = self._checkouts(path, old_blob)
+                except DirtyStateFile:
+                    if self.repo.resolve(self.ref) == head:
+                        raise
+                    continue  # the branch moved (and the checkout with it): start again
                 if self.repo.update_ref(self.ref, commit, head, f"gitstate: {change.event}"):
                     self.cache.put(blob, new_doc)
                     self._sync(checkouts, path, old_blob, data)

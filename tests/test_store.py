@@ -1,0 +1,266 @@
+"""The store: one commit per change, compare-and-swap with retry, and the user's checkout."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitstate import projects, statefile, tasks
+from gitstate.errors import Busy, DirtyStateFile, NotFound, RepositoryError, StateFileError
+from gitstate.git import Repository
+from gitstate.model import Project
+from gitstate.store import Change, Store
+from gitstate.timefmt import Clock
+from tests.conftest import fsck, git, state_text
+
+HANDWRITTEN = (Path(__file__).parent / "data" / "handwritten.yaml").read_text()
+
+
+def test_each_change_is_one_commit_with_subject_and_trailers(repo: Path, store: Store) -> None:
+    projects.create(store, "api", {"check": "pytest -q"})
+    tasks.add(store, "api", "Write the\nlogin page", task_id="t-login")
+    log = git(repo, "log", "-2", "--format=%an <%ae> %ad%n%B---", "--date=unix")
+    assert log == (
+        "Test Author <author@example.com> 1767225600\n"
+        'gitstate: add api/t-login "Write the login page"\n\n'
+        "Gitstate-Project: api\n"
+        "Gitstate-Task: t-login\n"
+        "Gitstate-Event: add\n"
+        "Gitstate-Agent: Test Author\n"
+        "Gitstate-Status: t-login new -> pending\n---\n"
+        "Test Author <author@example.com> 1767225600\n"
+        "gitstate: create project api\n\n"
+        "Gitstate-Project: api\n"
+        "Gitstate-Event: create\n"
+        "Gitstate-Agent: Test Author\n---\n"
+    )
+    assert git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "main") == "projects/api/STATE.yaml\n"
+    assert git(repo, "log", "--format=%(trailers:key=Gitstate-Task,valueonly)", "-1").strip() == "t-login"
+    assert git(repo, "log", "--grep=Gitstate-Event: add", "--format=%s") == 'gitstate: add api/t-login "Write the login page"\n'
+    fsck(repo)
+
+
+def test_agent_name_is_recorded(repo: Path) -> None:
+    with Repository.discover(repo) as handle:
+        store = Store(handle, agent="claude-1")
+        projects.create(store, "api")
+    assert "Gitstate-Agent: claude-1" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_writes_never_touch_the_users_other_changes(repo: Path, store: Store) -> None:
+    (repo / "README.md").write_text("edited, not staged\n")
+    (repo / "notes.txt").write_text("untracked\n")
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")
+    before = git(repo, "status", "--porcelain")
+    projects.create(store, "api")
+    tasks.add(store, "api", "one")
+    assert git(repo, "status", "--porcelain") == before
+    assert (repo / "README.md").read_text() == "edited, not staged\n"
+    assert (repo / "projects/api/STATE.yaml").read_text() == state_text(repo, "api")
+    assert git(repo, "diff", "--cached", "--name-only") == "staged.txt\n"
+
+
+def test_uncommitted_edit_to_state_file_is_refused_and_kept(repo: Path, store: Store) -> None:
+    projects.create(store, "api")
+    target = repo / "projects/api/STATE.yaml"
+    target.write_text(target.read_text() + "# my note\n")
+    head = git(repo, "rev-parse", "main")
+    with pytest.raises(DirtyStateFile, match=r"projects/api/STATE.yaml has uncommitted changes; commit or stash"):
+        tasks.add(store, "api", "one")
+    assert git(repo, "rev-parse", "main") == head
+    assert target.read_text().endswith("# my note\n")
+    git(repo, "add", str(target))
+    target.write_text(state_text(repo, "api"))  # staged edit, clean work tree
+    with pytest.raises(DirtyStateFile):
+        tasks.add(store, "api", "one")
+    assert git(repo, "rev-parse", "main") == head
+
+
+def test_other_branch_checked_out_is_left_alone(repo: Path, store: Store) -> None:
+    git(repo, "checkout", "-qb", "feature")
+    projects.create(store, "api")
+    assert not (repo / "projects").exists()
+    assert git(repo, "status", "--porcelain") == ""
+    assert "api" in state_text(repo, "api")
+
+
+def test_linked_worktree_on_the_state_branch_is_kept_in_step(repo: Path, tmp_path: Path, store: Store) -> None:
+    git(repo, "checkout", "-qb", "feature")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", str(linked), "main")
+    projects.create(store, "api")
+    tasks.add(store, "api", "one")
+    assert (linked / "projects/api/STATE.yaml").read_text() == state_text(repo, "api")
+    assert git(linked, "status", "--porcelain") == ""
+    with Repository.discover(linked) as handle:  # and from inside the linked worktree too
+        tasks.add(Store(handle), "api", "two")
+    assert git(linked, "status", "--porcelain") == ""
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_detached_head_is_left_detached(repo: Path, store: Store) -> None:
+    git(repo, "checkout", "-q", "--detach")
+    projects.create(store, "api")
+    assert git(repo, "symbolic-ref", "-q", "HEAD", check=False) == ""
+    assert git(repo, "status", "--porcelain") == ""
+    assert "project: api" in state_text(repo, "api")
+
+
+def test_bare_repository_works(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    with Repository.discover(bare) as handle:
+        assert handle.bare
+        projects.init(handle, None, Clock())
+        store = Store(handle)
+        projects.create(store, "api")
+        added = tasks.add(store, "api", "one")
+        assert store.read("api").tasks[added.id].title == "one"
+    fsck(bare)
+
+
+def test_not_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryError, match="is not in a git repository; run `git init` there, or pass -C PATH"):
+        Repository.discover(tmp_path)
+
+
+def test_repository_without_commits_needs_init(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    with Repository.discover(path) as handle:
+        store = Store(handle)
+        with pytest.raises(RepositoryError, match="branch 'main' has no commits yet; run `gitstate init`"):
+            store.read_all()
+        name, created = projects.init(handle, None, Clock())
+        assert (name, created) == ("main", True)
+        assert projects.init(handle, None, Clock()) == ("main", False)
+        projects.create(store, "api")
+    assert git(path, "status", "--porcelain") == ""
+    assert git(path, "log", "--format=%s") == "gitstate: create project api\ngitstate: initialise the state branch\n"
+
+
+def test_detached_head_without_main_cannot_guess_the_branch(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(path)], check=True)
+    git(path, "commit", "-q", "--allow-empty", "-m", "x")
+    git(path, "checkout", "-q", "--detach")
+    git(path, "branch", "-q", "-D", "trunk")
+    with Repository.discover(path) as handle, pytest.raises(RepositoryError, match="HEAD is detached"):
+        Store(handle)
+
+
+def test_lost_race_is_retried_against_the_new_state(repo: Path, store: Store) -> None:
+    projects.create(store, "api")
+    calls: list[int] = []
+
+    def change(current: Project) -> Change:
+        calls.append(len(current.tasks))
+        if len(calls) == 1:  # another writer lands first (another machine, or a person)
+            with Repository.discover(repo) as other:
+                tasks.add(Store(other), "api", "theirs", task_id="t-theirs")
+        task = dataclasses.replace(current.tasks.get("t-theirs") or _blank(), id="t-mine", title="mine")
+        return Change(current.with_task(task), "add", "add mine", ("t-mine",))
+
+    store._locked = _no_lock  # type: ignore[method-assign]  # the other writer must not wait for us
+    store.update("api", change)
+    assert calls == [0, 1]
+    assert sorted(store.read("api").tasks) == ["t-mine", "t-theirs"]
+    assert git(repo, "log", "--format=%s", "-2") == 'gitstate: add mine\ngitstate: add api/t-theirs "theirs"\n'
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def _blank() -> statefile.Task:
+    return statefile.Task(id="t-x", title="x")
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _no_lock() -> _NoLock:
+    return _NoLock()
+
+
+def test_person_committed_file_keeps_its_formatting(repo: Path, store: Store) -> None:
+    (repo / "projects/api").mkdir(parents=True)
+    (repo / "projects/api/STATE.yaml").write_text(HANDWRITTEN)
+    git(repo, "add", "projects")
+    git(repo, "commit", "-qm", "hand-written state")
+    tasks.edit(store, "api", "t-login", {"priority": 7})
+    diff = git(repo, "diff", "-U0", "HEAD~1", "HEAD")
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == [
+        "-        priority: 2",
+        "+        priority: 7",
+        "+        updated_at: '2026-01-01T00:00:00Z'",
+    ]
+
+
+def test_broken_file_on_the_branch_is_reported_with_file_and_line(repo: Path, store: Store) -> None:
+    (repo / "projects/api").mkdir(parents=True)
+    (repo / "projects/api/STATE.yaml").write_text("version: 1\nproject: api\ntasks:\n  t-1:\n    title: x\n    statuss: pending\n")
+    git(repo, "add", "projects")
+    git(repo, "commit", "-qm", "typo")
+    head = git(repo, "rev-parse", "main")
+    with pytest.raises(StateFileError, match=r"^projects/api/STATE.yaml:6: task t-1: unknown task field 'statuss' \(did you mean 'status'\?\)$"):
+        tasks.add(store, "api", "more")
+    assert git(repo, "rev-parse", "main") == head
+
+
+def test_second_read_uses_the_cache_not_the_parser(repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    projects.create(store, "api")
+    tasks.add(store, "api", "one")
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(statefile, "parse", refuse)
+    with Repository.discover(repo) as handle:  # a new process: only the on-disk cache
+        assert [t.title for t in Store(handle).read("api").tasks.values()] == ["one"]
+
+
+def test_missing_project_is_named(store: Store) -> None:
+    with pytest.raises(NotFound, match="^project 'nope' does not exist on main; `gitstate project list` shows the projects$"):
+        store.read("nope")
+
+
+def test_stale_ref_lock_is_reported_and_recovery_works(repo: Path, store: Store) -> None:
+    projects.create(store, "api")
+    lock = repo / ".git/refs/heads/main.lock"
+    lock.write_text("")
+    with pytest.raises(Busy, match=r"refs/heads/main is locked by another git process .*main\.lock.*remove that file"):
+        tasks.add(store, "api", "blocked")
+    assert store.read("api").tasks == {}
+    lock.unlink()
+    tasks.add(store, "api", "fine")
+    assert [t.title for t in store.read("api").tasks.values()] == ["fine"]
+
+
+def test_lock_timeout_says_who_holds_it(repo: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import filelock,sys,time; l=filelock.FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(30)",
+         str(repo / ".git/gitstate/locks/refs%heads%main.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (repo / ".git/gitstate/locks").mkdir(parents=True, exist_ok=True)
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        messages: list[str] = []
+        with Repository.discover(repo) as handle:
+            store = Store(handle, lock_timeout=0.3, notify=messages.append)
+            with pytest.raises(Busy, match=r"another gitstate process has held the lock on main for 0.3s"):
+                projects.create(store, "api")
+        assert messages == [f"waiting for another gitstate writer on main ({repo}/.git/gitstate/locks/refs%heads%main.lock)"]
+    finally:
+        holder.kill()
+        holder.wait()
