@@ -36,9 +36,17 @@ class _Failure(click.ClickException):
         else:
             message, code, exit_code = str(error), error.code, error.exit_code
         super().__init__(message)
-        self.exit_code = exit_code
+        self.status = exit_code
         self.code = code
         self.as_json = as_json
+
+    @property
+    def exit_code(self) -> int:  # click reads it per instance; ours varies per error
+        return self.status
+
+    @exit_code.setter
+    def exit_code(self, value: int) -> None:
+        self.status = value
 
     def show(self, file: Any = None) -> None:
         if self.as_json:
@@ -184,7 +192,9 @@ def _common_options(f: F) -> F:
         click.option("--command", help="Shell command an agent runs for the task."),
         click.option("--timeout", metavar="DURATION", help="How long a run may take (90s, 5m, 2h)."),
         click.option("--max-retries", type=click.IntRange(min=0), help="Retries after the first attempt."),
-        click.option("--requires", multiple=True, metavar="CAP", help="Capability an agent needs (repeatable)."),
+        click.option(
+            "--requires", multiple=True, metavar="CAP", help="Capability an agent needs (repeatable)."
+        ),
         click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Your own data (repeatable)."),
         click.option(
             "--clear",
@@ -233,7 +243,9 @@ def _fields(options: dict[str, Any], extra: Iterable[str] = ()) -> dict[str, Any
 
 
 @cli.command()
-@click.option("--branch", "init_branch", help="Keep the state on this branch (default: main, else master, else HEAD's).")
+@click.option(
+    "--branch", "init_branch", help="Keep the state on this branch (default: main, else master, else HEAD's)."
+)
 def init(init_branch: str | None) -> None:
     """Set up gitstate in this repository (safe to run again)."""
     from gitstate.projects import init as do_init
@@ -259,7 +271,16 @@ def _project_options(f: F) -> F:
     return _common_options(f)
 
 
-_PROJECT_CLEARABLE = ("description", "command", "check", "max_retries", "timeout", "lease", "requires", "meta")
+_PROJECT_CLEARABLE = (
+    "description",
+    "command",
+    "check",
+    "max_retries",
+    "timeout",
+    "lease",
+    "requires",
+    "meta",
+)
 
 
 @project.command("add")
@@ -357,13 +378,26 @@ def task() -> None:
 
 
 def _task_options(f: F) -> F:
-    f = click.option("--not-before", metavar="WHEN", help="Do not start before this time (2026-12-01, +2h).")(f)
-    f = click.option("--depends-on", multiple=True, metavar="ID", help="Task that must be merged first (repeatable).")(f)
+    f = click.option("--not-before", metavar="WHEN", help="Do not start before this time (2026-12-01, +2h).")(
+        f
+    )
+    f = click.option(
+        "--depends-on", multiple=True, metavar="ID", help="Task that must be merged first (repeatable)."
+    )(f)
     f = click.option("--priority", type=int, help="Higher runs first (default 0).")(f)
     return _common_options(f)
 
 
-_TASK_CLEARABLE = ("description", "depends_on", "requires", "command", "max_retries", "timeout", "not_before", "meta")
+_TASK_CLEARABLE = (
+    "description",
+    "depends_on",
+    "requires",
+    "command",
+    "max_retries",
+    "timeout",
+    "not_before",
+    "meta",
+)
 
 
 @task.command("add")
@@ -470,7 +504,9 @@ def task_list(project_name: str | None, statuses: tuple[str, ...], ready: bool, 
     picked = []
     for p in found:
         items = sorted(p.tasks.values(), key=claim_order)
-        items = [t for t in items if (not statuses or t.status in statuses) and (not ready or is_ready(p, t, now))]
+        items = [
+            t for t in items if (not statuses or t.status in statuses) and (not ready or is_ready(p, t, now))
+        ]
         picked.append((p, items))
     if as_json:
         _echo_json({"tasks": [task_json(p, t, now) for p, items in picked for t in items]})
@@ -494,7 +530,13 @@ def _print_task(project_name: str, item: Any, as_json: bool, text: str) -> None:
 
 @cli.command("next")
 @click.argument("project_name", metavar="[PROJECT]", required=False)
-@click.option("--requires", "capabilities", multiple=True, metavar="CAP", help="A capability the agent has (repeatable); without any, capabilities are not checked.")
+@click.option(
+    "--requires",
+    "capabilities",
+    multiple=True,
+    metavar="CAP",
+    help="A capability the agent has (repeatable); without any, capabilities are not checked.",
+)
 @json_option
 def next_cmd(project_name: str | None, capabilities: tuple[str, ...], as_json: bool) -> None:
     """Show the task a claim would take now, without taking it (exit 3: none ready)."""
@@ -513,19 +555,51 @@ def next_cmd(project_name: str | None, capabilities: tuple[str, ...], as_json: b
 @json_option
 def status(as_json: bool) -> None:
     """Tasks per status and ready count, for every project."""
-    from gitstate.model import Status, counts
-    from gitstate.render import table
+    from gitstate.model import counts
+    from gitstate.render import status_table
 
     store = _app().store
     now = store.clock.now()
     found = store.read_all()
-    summary = [(p.name, counts(p, now)) for p in found]
     if as_json:
-        _echo_json({"branch": store.branch, "projects": [{"name": n, "counts": c} for n, c in summary]})
-        return
-    if not summary:
+        summary = [{"name": p.name, "counts": counts(p, now)} for p in found]
+        _echo_json({"branch": store.branch, "projects": summary})
+    elif not found:
         click.echo(f"no projects on {store.branch} yet; add one with: gitstate project add NAME")
-        return
-    headers = ["PROJECT", "TOTAL", "READY", *(s.value.upper() for s in Status)]
-    rows = [[n, c["total"], c["ready"], *(c[s.value] for s in Status)] for n, c in summary]
-    click.echo(table(headers, rows))
+    else:
+        click.echo(status_table(found, now))
+
+
+@cli.command()
+@click.option(
+    "--dir", "target", metavar="PATH", help="Build the repository here (default: a new temporary folder)."
+)
+def demo(target: str | None) -> None:
+    """Build a scratch repository from the example projects and show its state.
+
+    Your own repositories and $HOME are not touched; the scratch repository is
+    left behind for you to explore.
+    """
+    from pathlib import Path
+
+    from gitstate import demo as example
+    from gitstate.git import Repository
+    from gitstate.render import TASK_HEADERS, status_table, table, task_rows
+    from gitstate.store import Store
+
+    path = example.run(Path(target).resolve() if target else None, click.echo)
+    with Repository.discover(path) as repo:
+        store = Store(repo)
+        now = store.clock.now()
+        found = store.read_all()
+        click.echo("\n$ gitstate status")
+        click.echo(status_table(found, now))
+        click.echo("\n$ gitstate task list")
+        click.echo(table(TASK_HEADERS, [row for p in found for row in task_rows(p, p.tasks.values(), now)]))
+        click.echo("\n$ git log --oneline -5")
+        log = repo.git("log", "--oneline", "-5", "--no-decorate").stdout.decode().rstrip()
+        click.echo(log)
+    click.echo(
+        f"\nExplore it:\n  cd {path}\n  gitstate next\n  gitstate task show webapp t-checkout\n"
+        "  git log --format='%h %s%n%(trailers)' -3\n  cat projects/webapp/STATE.yaml"
+    )

@@ -50,6 +50,10 @@ class InvalidState(GitStateError):
 
     code = "invalid_state"
 
+    def __init__(self, message: str, task: str | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+
 
 class StateFileError(GitStateError):
     """A STATE.yaml file cannot be read; the message starts with ``file:line:``."""

@@ -24,6 +24,7 @@ thread or process its own, and ``close()`` it (or use ``with``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -118,7 +119,12 @@ class Repository:
         self.bare = bare
         self.env = clean_environ(environ)
         self._catfile: subprocess.Popen[bytes] | None = None
+        self._updater: subprocess.Popen[bytes] | None = None
         self._config: dict[str, str] | None = None
+        # Trees and commits never change, so what was read or written is kept:
+        # a writer rebuilding the same paths again reads nothing from git.
+        self._trees: dict[str, list[TreeEntry]] = {}
+        self._commit_trees: dict[str, Oid] = {}
 
     # -- discovery and process plumbing -----------------------------------------------------
 
@@ -140,10 +146,32 @@ class Repository:
             )
         git_dir, common, bare, fmt, *rest = out
         if fmt != "sha1":
-            raise RepositoryError(f"this repository uses {fmt} object ids; gitstate supports sha1 repositories")
+            raise RepositoryError(
+                f"this repository uses {fmt} object ids; gitstate supports sha1 repositories"
+            )
         common_dir = (where / common).resolve() if not os.path.isabs(common) else Path(common)
         toplevel = Path(rest[0]) if rest else None
         return cls(Path(git_dir), common_dir, toplevel, bare == "true", environ)
+
+    @classmethod
+    def create(cls, path: Path, branch: str) -> Repository:
+        """A new, empty repository at ``path`` with ``branch`` as its unborn HEAD."""
+        proc = subprocess.run(
+            ["git", "init", "-q", "-b", branch, "--", str(path)],
+            capture_output=True,
+            env=clean_environ(),
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GitFailed(["init", str(path)], proc.returncode, proc.stderr.decode(errors="replace"))
+        return cls.discover(path)
+
+    @property
+    def worktree(self) -> Worktree:
+        """This repository's own work tree (refused for a bare repository)."""
+        if self.toplevel is None:
+            raise RepositoryError(f"{self.git_dir} has no work tree here; run the command inside a checkout")
+        return Worktree(self.toplevel, self.git_dir)
 
     def __enter__(self) -> Repository:
         return self
@@ -152,24 +180,31 @@ class Repository:
         self.close()
 
     def close(self) -> None:
-        proc, self._catfile = self._catfile, None
-        if proc is not None:
-            _close_pipes(proc)
-            proc.wait()
+        for proc in (self._catfile, self._updater):
+            if proc is not None:
+                _close_pipes(proc)
+                proc.wait()
+        self._catfile = self._updater = None
 
     def git(
         self,
         *args: str,
-        input: bytes | None = None,  # noqa: A002
+        input: bytes | None = None,
         worktree: Worktree | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run one git command in this repository (or in ``worktree``)."""
+        """Run one git command in this repository (or in ``worktree``).
+
+        It runs from the top of the work tree (or the git directory), so paths
+        are always relative to the repository's root, wherever the user is.
+        """
         where = ["--git-dir", str(self.git_dir)]
+        cwd = self.git_dir
         if worktree is not None:
             where = ["--git-dir", str(worktree.git_dir), "--work-tree", str(worktree.path)]
+            cwd = worktree.path
         argv = ["git", *where, *args]
-        proc = subprocess.run(argv, input=input, capture_output=True, env=self.env, check=False)
+        proc = subprocess.run(argv, input=input, capture_output=True, env=self.env, cwd=cwd, check=False)
         if check and proc.returncode != 0:
             raise GitFailed(list(args), proc.returncode, proc.stderr.decode(errors="replace"))
         return proc
@@ -228,6 +263,9 @@ class Repository:
         return found[0]
 
     def read_tree(self, oid: str) -> list[TreeEntry]:
+        known = self._trees.get(oid)
+        if known is not None:
+            return list(known)
         kind, data = self.read(oid)
         if kind != "tree":
             raise RepositoryError(f"object {oid} is a {kind}, not a tree")
@@ -241,13 +279,24 @@ class Repository:
             oid_hex = data[nul + 1 : nul + 21].hex()
             entries.append(TreeEntry(mode, name, Oid(oid_hex)))
             pos = nul + 21
+        self._remember_tree(Oid(oid), entries)
         return entries
 
+    def _remember_tree(self, oid: Oid, entries: list[TreeEntry]) -> None:
+        if len(self._trees) > 4096:
+            self._trees.clear()
+        self._trees[oid] = list(entries)
+
     def commit_tree_oid(self, commit: str) -> Oid:
+        known = self._commit_trees.get(commit)
+        if known is not None:
+            return known
         kind, data = self.read(commit)
         if kind != "commit" or not data.startswith(b"tree "):
             raise RepositoryError(f"object {commit} is not a commit")
-        return Oid(data[5:45].decode())
+        tree = Oid(data[5:45].decode())
+        self._commit_trees[commit] = tree
+        return tree
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -262,7 +311,8 @@ class Repository:
         tmp = folder / f"tmp_obj_{os.getpid()}_{oid[2:12]}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
         try:
-            os.write(fd, zlib.compress(f"{kind} {len(body)}\0".encode() + body))
+            # Level 1 is git's own default for loose objects (core.looseCompression).
+            os.write(fd, zlib.compress(f"{kind} {len(body)}\0".encode() + body, 1))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -273,10 +323,15 @@ class Repository:
         # git sorts tree entries by name, comparing directories as if "/" followed them.
         ordered = sorted(entries, key=lambda e: e.name.encode() + (b"/" if e.is_tree else b""))
         body = b"".join(
-            f"{e.mode} ".encode() + e.name.encode("utf-8", errors="surrogateescape") + b"\0" + bytes.fromhex(e.oid)
+            f"{e.mode} ".encode()
+            + e.name.encode("utf-8", errors="surrogateescape")
+            + b"\0"
+            + bytes.fromhex(e.oid)
             for e in ordered
         )
-        return self.write_object("tree", body)
+        oid = self.write_object("tree", body)
+        self._remember_tree(oid, ordered)
+        return oid
 
     def write_commit(
         self,
@@ -284,6 +339,7 @@ class Repository:
         parents: Sequence[str],
         message: str,
         author: Identity,
+        *,
         date: tuple[int, str],
         committer: Identity | None = None,
     ) -> Oid:
@@ -293,7 +349,9 @@ class Repository:
         lines.append(f"author {_crud(author.name)} <{_crud(author.email)}> {stamp}")
         lines.append(f"committer {_crud(committer.name)} <{_crud(committer.email)}> {stamp}")
         body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
-        return self.write_object("commit", body.encode())
+        oid = self.write_object("commit", body.encode())
+        self._commit_trees[oid] = Oid(tree)
+        return oid
 
     def replace_path(self, root: str | None, path: str, blob: str | None) -> Oid:
         """The tree ``root`` with ``path`` set to ``blob`` (or removed when None)."""
@@ -309,20 +367,36 @@ class Repository:
             entries.append(TreeEntry(BLOB_MODE, head, Oid(blob)))
         return self.write_tree(entries)
 
-    def update_ref(self, ref: str, new: str, old: str | None, message: str) -> bool:
-        """Move ``ref`` from ``old`` (None: must not exist) to ``new``. False if it moved first."""
+    def update_ref(self, ref: str, new: str, old: str | None) -> bool:
+        """Move ``ref`` from ``old`` (None: must not exist) to ``new``. False if it moved first.
+
+        Runs as a transaction of one long-lived ``git update-ref --stdin``, so a
+        process that writes often pays for the fork once; a failed transaction
+        ends that process, and the next update starts another.
+        """
+        proc = self._updater
+        if proc is None or proc.poll() is not None:
+            proc = self._updater = subprocess.Popen(
+                ["git", "--git-dir", str(self.git_dir), *_DURABLE, "update-ref", "-m", "gitstate", "--stdin"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+            )
+        stdin, stdout = _pipes(proc)
         expected = old or ZERO
-        script = f"start\nupdate {ref} {new} {expected}\nprepare\ncommit\n".encode()
-        proc = subprocess.run(
-            ["git", "--git-dir", str(self.git_dir), *_DURABLE, "update-ref", "-m", message, "--stdin"],
-            input=script,
-            capture_output=True,
-            env=self.env,
-            check=False,
-        )
-        if proc.returncode == 0:
+        try:
+            stdin.write(f"start\nupdate {ref} {new} {expected}\nprepare\ncommit\n".encode())
+            stdin.flush()
+            replies = [stdout.readline() for _ in range(3)]
+        except BrokenPipeError:
+            replies = []
+        if replies == [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]:
             return True
-        err = proc.stderr.decode(errors="replace")
+        _close_pipes(proc)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        proc.wait()
+        self._updater = None
         if "but expected" in err or "reference already exists" in err or "is missing but" in err:
             return False
         if "File exists" in err and ".lock" in err:
@@ -332,7 +406,7 @@ class Repository:
                 f"{ref} is locked by another git process ({lock}); if no git command is "
                 "running, a crashed one left the lock: remove that file and retry"
             )
-        raise GitFailed(["update-ref", ref], proc.returncode, err)
+        raise GitFailed(["update-ref", ref], proc.returncode or 1, err)
 
     # -- configuration and identity -----------------------------------------------------------
 
@@ -411,11 +485,13 @@ def _read_text(path: Path) -> str | None:
 
 
 def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
-    assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 (set by Popen)
+    if proc.stdin is None or proc.stdout is None:  # pragma: no cover (always set by Popen here)
+        raise RepositoryError("a git helper process has no pipes")
     return proc.stdin, proc.stdout
 
 
 def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
-            pipe.close()
+            with contextlib.suppress(OSError):
+                pipe.close()

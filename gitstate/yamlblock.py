@@ -119,6 +119,13 @@ def to_yaml(value: Any, *, block: bool = False) -> Any:
     return value
 
 
+def _like(old: Any, new: Any) -> Any:
+    """``new``, laid out like the value it replaces (a block list stays a block list)."""
+    if isinstance(old, CommentedSeq) and isinstance(new, CommentedSeq) and not old.fa.flow_style():
+        new.fa.set_block_style()
+    return new
+
+
 def has_comment(cmap: CommentedMap, key: Any) -> bool:
     tokens = cmap.ca.items.get(key)
     return bool(tokens) and any(token is not None for token in tokens)
@@ -136,21 +143,14 @@ def update_mapping(cmap: CommentedMap, fields: Sequence[tuple[str, Any]]) -> Non
         if value is KEEP:
             continue
         if value is OMIT:
-            if name in cmap:
-                if has_comment(cmap, name):
-                    if cmap[name] is not None:
-                        cmap[name] = None
-                else:
-                    del cmap[name]
+            if name in cmap and has_comment(cmap, name):
+                cmap[name] = None
+            elif name in cmap:
+                del cmap[name]
             continue
         if name in cmap:
             if to_plain(cmap[name]) != to_plain(value):
-                old = cmap[name]
-                new = to_yaml(value, block=True)
-                if isinstance(old, CommentedSeq) and isinstance(new, CommentedSeq):
-                    if not old.fa.flow_style():
-                        new.fa.set_block_style()
-                cmap[name] = new
+                cmap[name] = _like(cmap[name], to_yaml(value, block=True))
             continue
         index = 0
         for earlier in reversed(order[:position]):

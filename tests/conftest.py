@@ -23,7 +23,7 @@ EPOCH = 1767225600  # NOW as seconds
 
 
 @pytest.fixture(autouse=True)
-def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path_factory.mktemp("home")
     for name in list(os.environ):
         if name.startswith(("GIT_", "GITSTATE_")):
@@ -45,7 +45,6 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    yield
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
@@ -87,6 +86,8 @@ def gs(repo: Path) -> Run:
         assert result.exit_code == code, (
             f"exit {result.exit_code}, wanted {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
+        if code == 0:
+            assert result.stderr == "", result.stderr  # success is quiet on stderr: no warnings
         return result
 
     return run
@@ -98,7 +99,10 @@ def state_text(repo: Path, project: str, rev: str = "main") -> str:
 
 def fsck(repo: Path) -> None:
     proc = subprocess.run(
-        ["git", "-C", str(repo), "fsck", "--strict", "--no-progress"], capture_output=True, text=True, check=False
+        ["git", "-C", str(repo), "fsck", "--strict", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "error" not in proc.stderr.lower(), proc.stderr

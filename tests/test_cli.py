@@ -20,11 +20,25 @@ def data(result: object) -> dict[str, object]:
 
 
 def test_project_and_task_lifecycle(gs: Run, repo: Path) -> None:
-    assert gs("project", "add", "api", "--description", "The API", "--check", "pytest -q", "--timeout", "20m").stdout == (
-        "created project api (projects/api/STATE.yaml)\n"
+    assert gs(
+        "project", "add", "api", "--description", "The API", "--check", "pytest -q", "--timeout", "20m"
+    ).stdout == ("created project api (projects/api/STATE.yaml)\n")
+    assert (
+        gs("task", "add", "api", "Schema", "--id", "t-schema", "--priority", "3").stdout
+        == "added api/t-schema\n"
     )
-    assert gs("task", "add", "api", "Schema", "--id", "t-schema", "--priority", "3").stdout == "added api/t-schema\n"
-    gs("task", "add", "api", "Login page", "--id", "t-login", "--depends-on", "t-schema", "--requires", "python")
+    gs(
+        "task",
+        "add",
+        "api",
+        "Login page",
+        "--id",
+        "t-login",
+        "--depends-on",
+        "t-schema",
+        "--requires",
+        "python",
+    )
     assert gs("task", "list", "api").stdout == (
         "TASK          STATUS    PRI  ASSIGNEE  TITLE\n"
         "api/t-schema  pending*  3    -         Schema\n"
@@ -60,7 +74,9 @@ def test_project_and_task_lifecycle(gs: Run, repo: Path) -> None:
         "  requires:     (default)\n"
         "  tasks:        2 (2 pending); 1 ready\n"
     )
-    assert gs("project", "list").stdout == "PROJECT  TASKS  READY  DESCRIPTION\napi      2      1      The API\n"
+    assert (
+        gs("project", "list").stdout == "PROJECT  TASKS  READY  DESCRIPTION\napi      2      1      The API\n"
+    )
     assert git(repo, "status", "--porcelain") == ""
 
 
@@ -70,9 +86,25 @@ def test_json_outputs(gs: Run) -> None:
         "name": "web",
         "description": "",
         "created_at": "2026-01-01T00:00:00Z",
-        "defaults": {"command": None, "check": None, "max_retries": None, "timeout": None, "lease": None, "requires": ["node"]},
+        "defaults": {
+            "command": None,
+            "check": None,
+            "max_retries": None,
+            "timeout": None,
+            "lease": None,
+            "requires": ["node"],
+        },
         "meta": {},
-        "counts": {"pending": 0, "in_progress": 0, "completed": 0, "merged": 0, "failed": 0, "cancelled": 0, "ready": 0, "total": 0},
+        "counts": {
+            "pending": 0,
+            "in_progress": 0,
+            "completed": 0,
+            "merged": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "ready": 0,
+            "total": 0,
+        },
     }
     added = data(gs("task", "add", "web", "Build", "--id", "t-build", "--meta", "ticket=JIRA-1", "--json"))
     assert added["task"] == {
@@ -105,7 +137,9 @@ def test_json_outputs(gs: Run) -> None:
     assert data(gs("status", "--json")) == {
         "schema_version": 1,
         "branch": "main",
-        "projects": [{"name": "web", "counts": created["project"]["counts"] | {"pending": 1, "ready": 1, "total": 1}}],  # type: ignore[index]
+        "projects": [
+            {"name": "web", "counts": created["project"]["counts"] | {"pending": 1, "ready": 1, "total": 1}}
+        ],  # type: ignore[index]
     }
     assert data(gs("task", "show", "web", "t-build", "--json"))["task"] == added["task"]
     assert [p["name"] for p in data(gs("project", "list", "--json"))["projects"]] == ["web"]  # type: ignore[index]
@@ -115,13 +149,33 @@ def test_json_outputs(gs: Run) -> None:
 def test_edit_cancel_retry(gs: Run, repo: Path) -> None:
     gs("project", "add", "api")
     gs("task", "add", "api", "One", "--id", "t-1", "--not-before", "+2h", "--meta", "a=1")
-    edited = data(gs("task", "edit", "api", "t-1", "--title", "Uno", "--priority", "4", "--clear", "not_before", "--json"))
+    edited = data(
+        gs(
+            "task",
+            "edit",
+            "api",
+            "t-1",
+            "--title",
+            "Uno",
+            "--priority",
+            "4",
+            "--clear",
+            "not_before",
+            "--json",
+        )
+    )
     assert {k: edited["task"][k] for k in ("title", "priority", "not_before", "ready")} == {  # type: ignore[index]
-        "title": "Uno", "priority": 4, "not_before": None, "ready": True,
+        "title": "Uno",
+        "priority": 4,
+        "not_before": None,
+        "ready": True,
     }
     assert gs("task", "cancel", "api", "t-1", "--reason", "not needed").stdout == "cancelled api/t-1\n"
     failed = gs("task", "retry", "api", "t-1", code=1)
-    assert failed.stderr == "error: task api/t-1 is cancelled; it can move to nothing (it is final), not pending\n"
+    assert (
+        failed.stderr
+        == "error: task api/t-1 is cancelled; it can move to nothing (it is final), not pending\n"
+    )
     assert failed.stdout == ""
     gs("task", "add", "api", "Two", "--id", "t-2")
     assert gs("task", "retry", "api", "t-2", code=1).stderr == (
@@ -133,7 +187,10 @@ def test_edit_cancel_retry(gs: Run, repo: Path) -> None:
 
 def test_project_edit_and_clear(gs: Run, repo: Path) -> None:
     gs("project", "add", "api", "--command", "make", "--lease", "5m")
-    assert gs("project", "edit", "api", "--clear", "command", "--check", "make test").stdout == "updated project api\n"
+    assert (
+        gs("project", "edit", "api", "--clear", "command", "--check", "make test").stdout
+        == "updated project api\n"
+    )
     text = state_text(repo, "api")
     assert "command" not in text and "check: make test" in text and "lease: 5m" in text
 
@@ -141,32 +198,105 @@ def test_project_edit_and_clear(gs: Run, repo: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("project", "add", "../x"), 1, "error: project name '../x' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter or digit\n"),
-        (("project", "add", "a b"), 1, "error: project name 'a b' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter or digit\n"),
-        (("project", "add", "x;rm"), 1, "error: project name 'x;rm' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter or digit\n"),
-        (("project", "add", "api"), 1, "error: project 'api' already exists; change it with `gitstate project edit`\n"),
-        (("project", "add", "new", "--timeout", "soon"), 1, "error: --timeout 'soon' is not a duration; write it like 90s, 5m, 2h or 1h30m\n"),
-        (("task", "add", "nope", "x"), 1, "error: project 'nope' does not exist on main; `gitstate project list` shows the projects\n"),
-        (("task", "add", "api", "x", "--id", "t-x", "--depends-on", "t-zz"), 1,
-         "error: api: task t-x depends on 't-zz', which is not a task in this project\n"),
-        (("task", "add", "api", "x", "--id", "-rf"), 1, "error: task id '-rf' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter\n"),
-        (("task", "add", "api", "x", "--id", "t-1"), 1, "error: task 't-1' already exists in api; pick another id\n"),
+        (
+            ("project", "add", "../x"),
+            1,
+            "error: project name '../x' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter or digit\n",
+        ),
+        (
+            ("project", "add", "a b"),
+            1,
+            "error: project name 'a b' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter or digit\n",
+        ),
+        (
+            ("project", "add", "x;rm"),
+            1,
+            "error: project name 'x;rm' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter or digit\n",
+        ),
+        (
+            ("project", "add", "api"),
+            1,
+            "error: project 'api' already exists; change it with `gitstate project edit`\n",
+        ),
+        (
+            ("project", "add", "new", "--timeout", "soon"),
+            1,
+            "error: --timeout 'soon' is not a duration; write it like 90s, 5m, 2h or 1h30m\n",
+        ),
+        (
+            ("task", "add", "nope", "x"),
+            1,
+            "error: project 'nope' does not exist on main; `gitstate project list` shows the projects\n",
+        ),
+        (
+            ("task", "add", "api", "x", "--id", "t-x", "--depends-on", "t-zz"),
+            1,
+            "error: api: task t-x depends on 't-zz', which is not a task in this project\n",
+        ),
+        (
+            ("task", "add", "api", "x", "--id", "-rf"),
+            1,
+            "error: task id '-rf' is not valid: use 1-63 letters, digits, '-' or '_', starting with a letter\n",
+        ),
+        (
+            ("task", "add", "api", "x", "--id", "t-1"),
+            1,
+            "error: task 't-1' already exists in api; pick another id\n",
+        ),
         (("task", "add", "api", "  "), 1, "error: task "),
-        (("task", "add", "api", "x", "--requires", "a b"), 1, "error: capability 'a b' is not valid: use 1-63 letters, digits or '-_.+', starting with a letter or digit\n"),
-        (("task", "add", "api", "x", "--meta", "novalue"), 1, "error: --meta 'novalue' must look like KEY=VALUE\n"),
-        (("task", "add", "api", "x", "--not-before", "someday"), 1, "error: --not-before 'someday' is not a date; write it like 2026-11-24 or 2026-11-24T09:30:00Z\n"),
-        (("task", "edit", "api", "t-1", "--depends-on", "t-1"), 1, "error: api: task t-1 depends on itself; remove it from depends_on\n"),
-        (("task", "edit", "api", "t-1"), 1, "error: nothing to change; give at least one option such as --title or --priority\n"),
-        (("task", "edit", "api", "t-1", "--clear", "status"), 1, "error: --clear 'status': fields that can be cleared are description, depends_on, requires, command, max_retries, timeout, not_before, meta\n"),
-        (("task", "show", "api", "t-9"), 1, "error: task 't-9' is not in project 'api'; `gitstate task list api` shows its tasks\n"),
-        (("task", "cancel", "api", "t-9"), 1, "error: task 't-9' is not in project 'api'; `gitstate task list api` shows its tasks\n"),
-        (("--agent", "bad name", "status"), 2, "Invalid value for --agent: agent name 'bad name' is not valid"),
+        (
+            ("task", "add", "api", "x", "--requires", "a b"),
+            1,
+            "error: capability 'a b' is not valid: use 1-63 letters, digits or '-_.+', starting with a letter or digit\n",
+        ),
+        (
+            ("task", "add", "api", "x", "--meta", "novalue"),
+            1,
+            "error: --meta 'novalue' must look like KEY=VALUE\n",
+        ),
+        (
+            ("task", "add", "api", "x", "--not-before", "someday"),
+            1,
+            "error: --not-before 'someday' is not a date; write it like 2026-11-24 or 2026-11-24T09:30:00Z\n",
+        ),
+        (
+            ("task", "edit", "api", "t-1", "--depends-on", "t-1"),
+            1,
+            "error: api: task t-1 depends on itself; remove it from depends_on\n",
+        ),
+        (
+            ("task", "edit", "api", "t-1"),
+            1,
+            "error: nothing to change; give at least one option such as --title or --priority\n",
+        ),
+        (
+            ("task", "edit", "api", "t-1", "--clear", "status"),
+            1,
+            "error: --clear 'status': fields that can be cleared are description, depends_on, requires, command, max_retries, timeout, not_before, meta\n",
+        ),
+        (
+            ("task", "show", "api", "t-9"),
+            1,
+            "error: task 't-9' is not in project 'api'; `gitstate task list api` shows its tasks\n",
+        ),
+        (
+            ("task", "cancel", "api", "t-9"),
+            1,
+            "error: task 't-9' is not in project 'api'; `gitstate task list api` shows its tasks\n",
+        ),
+        (
+            ("--agent", "bad name", "status"),
+            2,
+            "Invalid value for --agent: agent name 'bad name' is not valid",
+        ),
         (("task", "add"), 2, "Missing argument 'PROJECT'"),
         (("task", "list", "--status", "done"), 2, "Invalid value for '--status'"),
         (("task", "add", "api", "x", "--max-retries", "-1"), 2, "Invalid value for '--max-retries'"),
     ],
 )
-def test_bad_input_gets_one_line_and_writes_nothing(gs: Run, repo: Path, args: tuple[str, ...], code: int, message: str) -> None:
+def test_bad_input_gets_one_line_and_writes_nothing(
+    gs: Run, repo: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
     gs("project", "add", "api")
     gs("task", "add", "api", "One", "--id", "t-1")
     head = git(repo, "rev-parse", "main")
@@ -186,7 +316,10 @@ def test_json_errors_are_json_on_stdout(gs: Run) -> None:
     result = gs("task", "show", "nope", "t-1", "--json", code=1)
     assert json.loads(result.stdout) == {
         "schema_version": 1,
-        "error": {"code": "not_found", "message": "project 'nope' does not exist on main; `gitstate project list` shows the projects"},
+        "error": {
+            "code": "not_found",
+            "message": "project 'nope' does not exist on main; `gitstate project list` shows the projects",
+        },
     }
     assert result.stderr.startswith("error: project 'nope'")
 
@@ -198,7 +331,10 @@ def test_next_exit_code_when_nothing_is_ready(gs: Run) -> None:
     assert gs("next", "--requires", "cpu", code=3).stderr == (
         "error: no pending task is ready: 1 need capabilities this agent lacks (gpu)\n"
     )
-    assert json.loads(gs("next", "--requires", "cpu", "--json", code=3).stdout)["error"]["code"] == "nothing_ready"
+    assert (
+        json.loads(gs("next", "--requires", "cpu", "--json", code=3).stdout)["error"]["code"]
+        == "nothing_ready"
+    )
 
 
 def test_runs_from_a_subdirectory(gs: Run, repo: Path) -> None:
@@ -210,15 +346,24 @@ def test_runs_from_a_subdirectory(gs: Run, repo: Path) -> None:
 def test_outside_a_repository(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["-C", str(tmp_path), "status"])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {tmp_path} is not in a git repository; run `git init` there, or pass -C PATH\n"
+    assert (
+        result.stderr
+        == f"error: {tmp_path} is not in a git repository; run `git init` there, or pass -C PATH\n"
+    )
 
 
 def test_empty_repository_points_to_init(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
     result = CliRunner().invoke(cli, ["-C", str(tmp_path), "status"])
-    assert (result.exit_code, result.stderr) == (1, "error: branch 'main' has no commits yet; run `gitstate init` to create it\n")
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "error: branch 'main' has no commits yet; run `gitstate init` to create it\n",
+    )
     result = CliRunner().invoke(cli, ["-C", str(tmp_path), "init"])
-    assert result.stdout == "gitstate keeps state on branch main (created its first commit); add a project: gitstate project add NAME\n"
+    assert (
+        result.stdout
+        == "gitstate keeps state on branch main (created its first commit); add a project: gitstate project add NAME\n"
+    )
     assert CliRunner().invoke(cli, ["-C", str(tmp_path), "status"]).stdout == (
         "no projects on main yet; add one with: gitstate project add NAME\n"
     )
@@ -233,7 +378,10 @@ def test_init_on_a_named_branch(tmp_path: Path) -> None:
     assert "project: api" in state_text(tmp_path, "api", "state")
     assert git(tmp_path, "log", "--format=%s", "main") == "x\n"
     bad = CliRunner().invoke(cli, ["-C", str(tmp_path), "init", "--branch", "a..b"])
-    assert (bad.exit_code, bad.stderr) == (1, "error: branch name 'a..b' is not valid; pick a name `git branch` accepts\n")
+    assert (bad.exit_code, bad.stderr) == (
+        1,
+        "error: branch name 'a..b' is not valid; pick a name `git branch` accepts\n",
+    )
 
 
 def test_unicode_and_newlines_in_titles_round_trip(gs: Run) -> None:

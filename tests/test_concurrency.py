@@ -63,6 +63,8 @@ def test_writers_on_different_projects_and_a_cli_race(repo: Path, store: Store) 
     assert all(out.startswith("added web/t-") for out, _ in outputs)
     assert len(store.read("api").tasks) == 20
     assert len(store.read("web").tasks) == 20 + 6
-    assert sorted(store.read("web").tasks) == sorted([*results[1], *(out.split("/")[1].strip() for out, _ in outputs)])
+    assert sorted(store.read("web").tasks) == sorted(
+        [*results[1], *(out.split("/")[1].strip() for out, _ in outputs)]
+    )
     assert git(repo, "status", "--porcelain") == ""
     fsck(repo)

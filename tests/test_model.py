@@ -61,8 +61,11 @@ def test_status_machine_allows_exactly_the_documented_moves(src: Status, dst: St
 
 
 def test_refusal_lists_the_allowed_moves() -> None:
-    with pytest.raises(IllegalTransition, match=r"^task api/t-1 is in_progress; it can move to "
-                       r"completed, pending, failed, not cancelled$"):
+    with pytest.raises(
+        IllegalTransition,
+        match=r"^task api/t-1 is in_progress; it can move to "
+        r"completed, pending, failed, not cancelled$",
+    ):
         move("api", t("t-1", status=Status.IN_PROGRESS), Status.CANCELLED, NOW)
     with pytest.raises(IllegalTransition, match="it can move to nothing \\(it is final\\), not pending"):
         move("api", t("t-1", status=Status.MERGED), Status.PENDING, NOW)
@@ -74,7 +77,9 @@ def test_transition_table_matches_the_documented_list() -> None:
 
 
 def test_dangling_dependency_is_refused() -> None:
-    with pytest.raises(InvalidState, match="^task t-1 depends on 't-9', which is not a task in this project$"):
+    with pytest.raises(
+        InvalidState, match="^task t-1 depends on 't-9', which is not a task in this project$"
+    ):
         check_graph(project(t("t-1", depends_on=("t-9",))).tasks)
 
 
@@ -143,7 +148,11 @@ def test_select_next_across_projects_breaks_ties_by_project_name() -> None:
     ("tasks", "caps", "reason"),
     [
         ((), None, "there are no tasks"),
-        ((t("t-1", status=Status.MERGED),), None, "no task is pending (all 1 are in progress, done, failed or cancelled)"),
+        (
+            (t("t-1", status=Status.MERGED),),
+            None,
+            "no task is pending (all 1 are in progress, done, failed or cancelled)",
+        ),
         (
             (t("t-1", status=Status.FAILED), t("t-2", depends_on=("t-1",))),
             None,
@@ -157,12 +166,19 @@ def test_select_next_across_projects_breaks_ties_by_project_name() -> None:
         ),
     ],
 )
-def test_select_next_says_why_nothing_is_ready(tasks: tuple[Task, ...], caps: list[str] | None, reason: str) -> None:
+def test_select_next_says_why_nothing_is_ready(
+    tasks: tuple[Task, ...], caps: list[str] | None, reason: str
+) -> None:
     assert select_next([project(*tasks)], NOW, caps) == reason
 
 
 def test_counts_are_derived() -> None:
-    p = project(t("t-1"), t("t-2", status=Status.MERGED), t("t-3", depends_on=("t-1",)), t("t-4", status=Status.FAILED))
+    p = project(
+        t("t-1"),
+        t("t-2", status=Status.MERGED),
+        t("t-3", depends_on=("t-1",)),
+        t("t-4", status=Status.FAILED),
+    )
     assert counts(p, NOW) == {
         "pending": 2,
         "in_progress": 0,
@@ -180,4 +196,8 @@ def test_effective_settings_fall_back_to_project_then_gitstate_defaults() -> Non
     assert (p.max_retries(p.tasks["t-1"]), p.timeout(p.tasks["t-1"])) == (4, 60)
     assert (p.max_retries(p.tasks["t-2"]), p.timeout(p.tasks["t-2"])) == (0, 5)
     bare = project(t("t-1"))
-    assert (bare.max_retries(bare.tasks["t-1"]), bare.timeout(bare.tasks["t-1"]), bare.lease()) == (2, 1800, 900)
+    assert (bare.max_retries(bare.tasks["t-1"]), bare.timeout(bare.tasks["t-1"]), bare.lease()) == (
+        2,
+        1800,
+        900,
+    )

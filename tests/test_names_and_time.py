@@ -8,7 +8,14 @@ import pytest
 
 from gitstate import names
 from gitstate.errors import InvalidInput
-from gitstate.timefmt import Clock, format_duration, format_timestamp, parse_duration, parse_timestamp, parse_when
+from gitstate.timefmt import (
+    Clock,
+    format_duration,
+    format_timestamp,
+    parse_duration,
+    parse_timestamp,
+    parse_when,
+)
 
 HOSTILE = [
     "",
@@ -73,7 +80,16 @@ def test_new_ids_are_short_typable_and_avoid_taken_ones() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("45", 45), (" 2H ", 7200), (7, 7)],
+    [
+        ("90s", 90),
+        ("5m", 300),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("45", 45),
+        (" 2H ", 7200),
+        (7, 7),
+    ],
 )
 def test_durations(text: str | int, seconds: int) -> None:
     assert parse_duration(text) == seconds

@@ -38,7 +38,9 @@ FIELD_VALUES: dict[str, Any] = {
     "result": st.one_of(st.none(), title),
     "error": st.one_of(st.none(), title),
     "updated_at": moments,
-    "meta": st.dictionaries(st.sampled_from(["owner", "ticket", "notes"]), st.one_of(text, st.integers()), max_size=2),
+    "meta": st.dictionaries(
+        st.sampled_from(["owner", "ticket", "notes"]), st.one_of(text, st.integers()), max_size=2
+    ),
 }
 
 operation = st.one_of(
@@ -94,5 +96,7 @@ def test_edits_match_a_fresh_parse(start: str, ops: list[tuple[Any, ...]]) -> No
             if tid not in touched:
                 # An untouched block is identical, except that the last task's
                 # trailing lines may now precede a newly added task.
-                assert after[tid].rstrip("\n") == block.rstrip("\n") or after[tid].startswith(block.rstrip("\n"))
+                assert after[tid].rstrip("\n") == block.rstrip("\n") or after[tid].startswith(
+                    block.rstrip("\n")
+                )
         text, doc = new_text, new_doc

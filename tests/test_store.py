@@ -38,9 +38,14 @@ def test_each_change_is_one_commit_with_subject_and_trailers(repo: Path, store: 
         "Gitstate-Event: create\n"
         "Gitstate-Agent: Test Author\n---\n"
     )
-    assert git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "main") == "projects/api/STATE.yaml\n"
+    assert (
+        git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "main") == "projects/api/STATE.yaml\n"
+    )
     assert git(repo, "log", "--format=%(trailers:key=Gitstate-Task,valueonly)", "-1").strip() == "t-login"
-    assert git(repo, "log", "--grep=Gitstate-Event: add", "--format=%s") == 'gitstate: add api/t-login "Write the login page"\n'
+    assert (
+        git(repo, "log", "--grep=Gitstate-Event: add", "--format=%s")
+        == 'gitstate: add api/t-login "Write the login page"\n'
+    )
     fsck(repo)
 
 
@@ -70,7 +75,9 @@ def test_uncommitted_edit_to_state_file_is_refused_and_kept(repo: Path, store: S
     target = repo / "projects/api/STATE.yaml"
     target.write_text(target.read_text() + "# my note\n")
     head = git(repo, "rev-parse", "main")
-    with pytest.raises(DirtyStateFile, match=r"projects/api/STATE.yaml has uncommitted changes; commit or stash"):
+    with pytest.raises(
+        DirtyStateFile, match=r"projects/api/STATE.yaml has uncommitted changes; commit or stash"
+    ):
         tasks.add(store, "api", "one")
     assert git(repo, "rev-parse", "main") == head
     assert target.read_text().endswith("# my note\n")
@@ -81,6 +88,23 @@ def test_uncommitted_edit_to_state_file_is_refused_and_kept(repo: Path, store: S
     assert git(repo, "rev-parse", "main") == head
 
 
+def test_staged_edit_between_two_writes_of_one_store_is_seen(repo: Path) -> None:
+    messages: list[str] = []
+    with Repository.discover(repo) as handle:
+        store = Store(handle, notify=messages.append)
+        projects.create(store, "api")
+        tasks.add(store, "api", "one")  # the store now remembers what it staged
+        target = repo / "projects/api/STATE.yaml"
+        committed = target.read_text()
+        target.write_text(committed + "# staged note\n")
+        git(repo, "add", str(target))
+        target.write_text(committed)  # the work tree looks clean; the index does not
+        with pytest.raises(DirtyStateFile):
+            tasks.add(store, "api", "two")
+    assert git(repo, "diff", "--cached").endswith("+# staged note\n")
+    assert messages == []
+
+
 def test_other_branch_checked_out_is_left_alone(repo: Path, store: Store) -> None:
     git(repo, "checkout", "-qb", "feature")
     projects.create(store, "api")
@@ -89,7 +113,9 @@ def test_other_branch_checked_out_is_left_alone(repo: Path, store: Store) -> Non
     assert "api" in state_text(repo, "api")
 
 
-def test_linked_worktree_on_the_state_branch_is_kept_in_step(repo: Path, tmp_path: Path, store: Store) -> None:
+def test_linked_worktree_on_the_state_branch_is_kept_in_step(
+    repo: Path, tmp_path: Path, store: Store
+) -> None:
     git(repo, "checkout", "-qb", "feature")
     linked = tmp_path / "linked"
     git(repo, "worktree", "add", "-q", str(linked), "main")
@@ -125,7 +151,9 @@ def test_bare_repository_works(tmp_path: Path) -> None:
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
-    with pytest.raises(RepositoryError, match="is not in a git repository; run `git init` there, or pass -C PATH"):
+    with pytest.raises(
+        RepositoryError, match="is not in a git repository; run `git init` there, or pass -C PATH"
+    ):
         Repository.discover(tmp_path)
 
 
@@ -141,7 +169,10 @@ def test_repository_without_commits_needs_init(tmp_path: Path) -> None:
         assert projects.init(handle, None, Clock()) == ("main", False)
         projects.create(store, "api")
     assert git(path, "status", "--porcelain") == ""
-    assert git(path, "log", "--format=%s") == "gitstate: create project api\ngitstate: initialise the state branch\n"
+    assert (
+        git(path, "log", "--format=%s")
+        == "gitstate: create project api\ngitstate: initialise the state branch\n"
+    )
 
 
 def test_detached_head_without_main_cannot_guess_the_branch(tmp_path: Path) -> None:
@@ -170,7 +201,9 @@ def test_lost_race_is_retried_against_the_new_state(repo: Path, store: Store) ->
     store.update("api", change)
     assert calls == [0, 1]
     assert sorted(store.read("api").tasks) == ["t-mine", "t-theirs"]
-    assert git(repo, "log", "--format=%s", "-2") == 'gitstate: add mine\ngitstate: add api/t-theirs "theirs"\n'
+    assert (
+        git(repo, "log", "--format=%s", "-2") == 'gitstate: add mine\ngitstate: add api/t-theirs "theirs"\n'
+    )
     assert git(repo, "status", "--porcelain") == ""
 
 
@@ -207,16 +240,23 @@ def test_person_committed_file_keeps_its_formatting(repo: Path, store: Store) ->
 
 def test_broken_file_on_the_branch_is_reported_with_file_and_line(repo: Path, store: Store) -> None:
     (repo / "projects/api").mkdir(parents=True)
-    (repo / "projects/api/STATE.yaml").write_text("version: 1\nproject: api\ntasks:\n  t-1:\n    title: x\n    statuss: pending\n")
+    (repo / "projects/api/STATE.yaml").write_text(
+        "version: 1\nproject: api\ntasks:\n  t-1:\n    title: x\n    statuss: pending\n"
+    )
     git(repo, "add", "projects")
     git(repo, "commit", "-qm", "typo")
     head = git(repo, "rev-parse", "main")
-    with pytest.raises(StateFileError, match=r"^projects/api/STATE.yaml:6: task t-1: unknown task field 'statuss' \(did you mean 'status'\?\)$"):
+    with pytest.raises(
+        StateFileError,
+        match=r"^projects/api/STATE.yaml:6: task t-1: unknown task field 'statuss' \(did you mean 'status'\?\)$",
+    ):
         tasks.add(store, "api", "more")
     assert git(repo, "rev-parse", "main") == head
 
 
-def test_second_read_uses_the_cache_not_the_parser(repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_read_uses_the_cache_not_the_parser(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     projects.create(store, "api")
     tasks.add(store, "api", "one")
 
@@ -229,7 +269,9 @@ def test_second_read_uses_the_cache_not_the_parser(repo: Path, store: Store, mon
 
 
 def test_missing_project_is_named(store: Store) -> None:
-    with pytest.raises(NotFound, match="^project 'nope' does not exist on main; `gitstate project list` shows the projects$"):
+    with pytest.raises(
+        NotFound, match="^project 'nope' does not exist on main; `gitstate project list` shows the projects$"
+    ):
         store.read("nope")
 
 
@@ -237,7 +279,9 @@ def test_stale_ref_lock_is_reported_and_recovery_works(repo: Path, store: Store)
     projects.create(store, "api")
     lock = repo / ".git/refs/heads/main.lock"
     lock.write_text("")
-    with pytest.raises(Busy, match=r"refs/heads/main is locked by another git process .*main\.lock.*remove that file"):
+    with pytest.raises(
+        Busy, match=r"refs/heads/main is locked by another git process .*main\.lock.*remove that file"
+    ):
         tasks.add(store, "api", "blocked")
     assert store.read("api").tasks == {}
     lock.unlink()
@@ -247,8 +291,12 @@ def test_stale_ref_lock_is_reported_and_recovery_works(repo: Path, store: Store)
 
 def test_lock_timeout_says_who_holds_it(repo: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import filelock,sys,time; l=filelock.FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(30)",
-         str(repo / ".git/gitstate/locks/refs%heads%main.lock")],
+        [
+            sys.executable,
+            "-c",
+            "import filelock,sys,time; l=filelock.FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(30)",
+            str(repo / ".git/gitstate/locks/refs%heads%main.lock"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -260,7 +308,9 @@ def test_lock_timeout_says_who_holds_it(repo: Path) -> None:
             store = Store(handle, lock_timeout=0.3, notify=messages.append)
             with pytest.raises(Busy, match=r"another gitstate process has held the lock on main for 0.3s"):
                 projects.create(store, "api")
-        assert messages == [f"waiting for another gitstate writer on main ({repo}/.git/gitstate/locks/refs%heads%main.lock)"]
+        assert messages == [
+            f"waiting for another gitstate writer on main ({repo}/.git/gitstate/locks/refs%heads%main.lock)"
+        ]
     finally:
         holder.kill()
         holder.wait()

@@ -1,0 +1,75 @@
+"""The rules the code is built on: one gateway to git, a pure core, a documented CLI."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from gitstate.cli import cli
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gitstate"
+README = (PACKAGE.parent / "README.md").read_text()
+
+
+def imports(module: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_only_the_gateway_imports_gitpython_or_runs_git() -> None:
+    for module in PACKAGE.glob("*.py"):
+        names = imports(module)
+        uses_gitpython = any(n == "git" or n.startswith(("git.", "gitdb")) for n in names)
+        assert not uses_gitpython or module.name == "git.py", module.name
+        if module.name != "git.py":
+            assert "subprocess" not in names, f"{module.name} runs processes; git belongs in git.py"
+
+
+@pytest.mark.parametrize("pure", ["model.py", "names.py", "timefmt.py"])
+def test_the_core_is_pure(pure: str) -> None:
+    names = imports(PACKAGE / pure)
+    for forbidden in ("git", "gitstate.git", "ruamel", "click", "subprocess", "gitstate.store", "filelock"):
+        assert not any(n == forbidden or n.startswith(forbidden + ".") for n in names), (pure, forbidden)
+
+
+def test_every_module_says_what_it_holds() -> None:
+    for module in PACKAGE.glob("*.py"):
+        assert ast.get_docstring(ast.parse(module.read_text())), f"{module.name} has no docstring"
+
+
+def commands(group: click.Group = cli, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        found.append((full, command))
+        if isinstance(command, click.Group):
+            found.extend(commands(command, full + " "))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), commands())
+def test_every_command_has_help_and_is_in_the_readme(name: str, command: click.Command) -> None:
+    assert command.help, f"gitstate {name} has no help text"
+    assert re.search(rf"gitstate {re.escape(name)}\b", README), f"README does not mention `gitstate {name}`"
+
+
+def test_modules_import_cleanly_in_a_fresh_interpreter() -> None:
+    for module in sorted(PACKAGE.glob("*.py")):
+        if module.name == "__main__.py":
+            continue
+        name = f"gitstate.{module.stem}" if module.stem != "__init__" else "gitstate"
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
