@@ -525,6 +525,24 @@ def _print_task(project_name: str, item: Any, as_json: bool, text: str) -> None:
     _echo_json({"task": task_json(store.read(project_name), item, store.clock.now())})
 
 
+# -- hooks ------------------------------------------------------------------------------------
+
+
+@cli.command(hidden=True)
+@click.argument("name", type=click.Choice(["pre-commit"]))
+@click.argument("args", nargs=-1)
+def hook(name: str, args: tuple[str, ...]) -> None:
+    """What the scripts in hooks/ run (pre-commit: check staged STATE.yaml files)."""
+    from gitstate.hooks import staged_errors
+
+    problems = staged_errors(_app().repo, os.environ)
+    for line in problems:
+        click.echo(f"gitstate: {line}", err=True)
+    if problems:
+        click.echo("gitstate: commit refused; fix the lines above (or commit with --no-verify)", err=True)
+        sys.exit(1)
+
+
 # -- next and status ----------------------------------------------------------------------------
 
 

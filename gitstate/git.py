@@ -408,6 +408,27 @@ class Repository:
             )
         raise GitFailed(["update-ref", ref], proc.returncode or 1, err)
 
+    def staged(self, pattern: str, index_file: str | None = None) -> dict[str, Oid]:
+        """Paths matching ``pattern`` in the index (or in ``index_file``) and their blob ids."""
+        env = dict(self.env)
+        if index_file:
+            env["GIT_INDEX_FILE"] = index_file
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "ls-files", "-s", "-z", "--", pattern],
+            capture_output=True,
+            env=env,
+            cwd=self.toplevel or self.git_dir,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GitFailed(["ls-files", pattern], proc.returncode, proc.stderr.decode(errors="replace"))
+        found: dict[str, Oid] = {}
+        for entry in proc.stdout.decode("utf-8", errors="surrogateescape").split("\0"):
+            if entry:
+                info, _, path = entry.partition("\t")
+                found[path] = Oid(info.split()[1])
+        return found
+
     # -- configuration and identity -----------------------------------------------------------
 
     def config(self, key: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -314,3 +315,23 @@ def test_lock_timeout_says_who_holds_it(repo: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def add_in_clone(path: str, count: int) -> list[str]:
+    with Repository.discover(path) as handle:
+        store = Store(handle)
+        return [tasks.add(store, "api", f"task {n}").id for n in range(count)]
+
+
+def test_ids_made_at_the_same_moment_in_two_clones_do_not_collide(
+    repo: Path, store: Store, tmp_path: Path
+) -> None:
+    projects.create(store, "api")
+    clones = [tmp_path / "a", tmp_path / "b"]
+    for clone in clones:
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:  # same pinned clock, same moment, separate processes
+        made = pool.starmap(add_in_clone, [(str(c), 300) for c in clones])
+    assert len(set(made[0])) == len(set(made[1])) == 300
+    assert not set(made[0]) & set(made[1])
