@@ -27,12 +27,17 @@ class ParseCache:
     def __init__(self, folder: Path | None, keep: int = KEEP) -> None:
         self.folder = folder
         self.keep = keep
-        self._memory: dict[str, StateDoc] = {}
+        # In memory, the text too: a writer needs it to edit, and reading it
+        # again from git costs a round trip per write.
+        self._memory: dict[str, tuple[StateDoc, str | None]] = {}
+
+    def text(self, oid: str) -> str | None:
+        return self._memory.get(oid, (None, None))[1]
 
     def get(self, oid: str) -> StateDoc | None:
-        doc = self._memory.get(oid)
-        if doc is not None or self.folder is None:
-            return doc
+        known = self._memory.get(oid)
+        if known is not None or self.folder is None:
+            return None if known is None else known[0]
         path = self.folder / f"{oid}.pickle"
         try:
             data = path.read_bytes()
@@ -46,11 +51,11 @@ class ParseCache:
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
-        self._remember(oid, doc)
+        self._remember(oid, doc, None)
         return doc
 
-    def put(self, oid: str, doc: StateDoc) -> None:
-        self._remember(oid, doc)
+    def put(self, oid: str, doc: StateDoc, text: str | None = None) -> None:
+        self._remember(oid, doc, text)
         if self.folder is None:
             return
         try:
@@ -62,10 +67,10 @@ class ParseCache:
         except OSError:
             return  # a cache that cannot be written only costs speed
 
-    def _remember(self, oid: str, doc: StateDoc) -> None:
-        if len(self._memory) >= 16:
+    def _remember(self, oid: str, doc: StateDoc, text: str | None) -> None:
+        if len(self._memory) >= 8:
             self._memory.pop(next(iter(self._memory)))
-        self._memory[oid] = doc
+        self._memory[oid] = (doc, text)
 
     def _evict(self) -> None:
         assert self.folder is not None  # noqa: S101 (checked by the caller)

@@ -17,15 +17,14 @@ is published: a person's edits are never overwritten.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from gitstate import statefile
 from gitstate.cache import ParseCache
+from gitstate.checkout import Checkouts
 from gitstate.errors import (
     AlreadyExists,
     Busy,
@@ -35,7 +34,7 @@ from gitstate.errors import (
     RepositoryError,
     StateFileError,
 )
-from gitstate.git import Oid, Repository, Worktree, object_id
+from gitstate.git import Oid, Repository
 from gitstate.model import Project, check_graph
 from gitstate.names import check_project_name
 from gitstate.statefile import StateDoc, state_path
@@ -101,9 +100,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.notify = notify or (lambda message: None)
         self.cache = ParseCache(repo.common_dir / "gitstate" / "cache")
-        # What this store last staged in each checkout's index, keyed by the
-        # index's own checksum: while the index is unchanged, no need to ask git.
-        self._staged_by_us: dict[Path, tuple[bytes, str, str]] = {}
+        self.checkouts = Checkouts(repo, self.ref, self.notify)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -150,12 +147,11 @@ class Store:
             )
         oid = found[0]
         doc = self.cache.get(oid)
-        text = ""
         if doc is None:
             text = self._blob_text(oid, path)
             doc = statefile.parse(text, path)
-            self.cache.put(oid, doc)
-        return doc, text, oid
+            self.cache.put(oid, doc, text)
+        return doc, self.cache.text(oid) or "", oid
 
     def _blob_text(self, oid: str, path: str) -> str:
         try:
@@ -220,14 +216,14 @@ class Store:
                 message = _message(change, doc.project if doc else None, who)
                 commit = self.repo.write_commit(tree, [head], message, author, date=self.clock.git_date())
                 try:
-                    checkouts = self._checkouts(path, old_blob)
+                    checkouts = self.checkouts.check(path, old_blob)
                 except DirtyStateFile:
                     if self.repo.resolve(self.ref) == head:
                         raise
                     continue  # the branch moved (and the checkout with it): start again
                 if self.repo.update_ref(self.ref, commit, head):
-                    self.cache.put(blob, new_doc)
-                    self._sync(checkouts, path, old_blob, data)
+                    self.cache.put(blob, new_doc, new_text)
+                    self.checkouts.update(checkouts, path, old_blob, data)
                     return Committed(commit, change.project)
                 time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
         raise Busy(
@@ -258,72 +254,6 @@ class Store:
             yield
         finally:
             lock.release()
-
-    # -- keeping checkouts of the state branch clean ------------------------------------------
-
-    def _checkouts(self, path: str, old_blob: Oid | None) -> list[Worktree]:
-        """Checkouts of the state branch; refuses if ``path`` has uncommitted edits in one."""
-        found = self.repo.checkouts_of(self.ref)
-        for tree in found:
-            if _file_oid(tree.path / path) != old_blob or self._staged(tree, path) != old_blob:
-                raise DirtyStateFile(
-                    f"{tree.path / path} has uncommitted changes; commit or stash them "
-                    "(`git stash`), then run the command again"
-                )
-        return found
-
-    def _staged(self, tree: Worktree, path: str) -> str | None:
-        known = self._staged_by_us.get(tree.git_dir)
-        if known is not None and known[1] == path and _index_checksum(tree) == known[0]:
-            return known[2]
-        out = self.repo.git("ls-files", "-s", "-z", "--", path, worktree=tree).stdout.decode()
-        entries = [e for e in out.split("\0") if e]
-        if len(entries) != 1 or not entries[0].startswith("100"):
-            return None if not entries else "conflicted"
-        return entries[0].split()[1]
-
-    def _sync(self, trees: list[Worktree], path: str, old_blob: Oid | None, data: bytes) -> None:
-        for tree in trees:
-            target = tree.path / path
-            if _file_oid(target) != old_blob:
-                self.notify(f"warning: {target} changed while gitstate wrote it; left as you edited it")
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.gitstate-{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-            for attempt in range(20):
-                proc = self.repo.git("update-index", "--add", "--", path, worktree=tree, check=False)
-                if proc.returncode == 0:
-                    checksum = _index_checksum(tree)
-                    if checksum:
-                        self._staged_by_us[tree.git_dir] = (checksum, path, object_id("blob", data))
-                    break
-                time.sleep(0.005 * (attempt + 1))
-            else:
-                self.notify(
-                    f"warning: could not stage {path} in {tree.path} (its index is locked); "
-                    f"run `git add {path}` there"
-                )
-
-
-def _index_checksum(tree: Worktree) -> bytes:
-    """The SHA-1 git writes at the end of an index (empty when unknown or disabled)."""
-    try:
-        with open(tree.git_dir / "index", "rb") as index:
-            index.seek(-20, os.SEEK_END)
-            checksum = index.read(20)
-    except OSError:
-        return b""
-    return b"" if checksum == bytes(20) else checksum
-
-
-def _file_oid(path: Path) -> str | None:
-    try:
-        return object_id("blob", path.read_bytes())
-    except FileNotFoundError:
-        return None
-
 
 def _one_line(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())

@@ -106,6 +106,30 @@ def test_staged_edit_between_two_writes_of_one_store_is_seen(repo: Path) -> None
     assert messages == []
 
 
+def test_a_new_process_trusts_the_index_record_only_while_the_index_is_unchanged(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    projects.create(store, "api")
+    asked: list[str] = []
+    real = Repository.git
+
+    def counting(self: Repository, *args: str, **kwargs: object) -> object:
+        asked.append(args[0])
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Repository, "git", counting)
+    with Repository.discover(repo) as handle:  # a second process: only the record on disk
+        tasks.add(Store(handle), "api", "one")
+    assert asked.count("ls-files") == 0
+    git(repo, "update-index", "--refresh")  # anything that rewrites the index...
+    (repo / "x.txt").write_text("x")
+    git(repo, "add", "x.txt")
+    with Repository.discover(repo) as handle:
+        tasks.add(Store(handle), "api", "two")
+    assert asked.count("ls-files") == 1  # ...makes gitstate ask git again
+    assert git(repo, "status", "--porcelain") == "A  x.txt\n"
+
+
 def test_other_branch_checked_out_is_left_alone(repo: Path, store: Store) -> None:
     git(repo, "checkout", "-qb", "feature")
     projects.create(store, "api")
