@@ -198,8 +198,10 @@ class Repository:
         It runs from the top of the work tree (or the git directory), so paths
         are always relative to the repository's root, wherever the user is.
         """
-        where = ["--git-dir", str(self.git_dir)]
-        cwd = self.git_dir
+        # Repository-wide commands run against the common git directory: a
+        # linked worktree's own directory disappears when that worktree is removed.
+        where = ["--git-dir", str(self.common_dir)]
+        cwd = self.common_dir
         if worktree is not None:
             where = ["--git-dir", str(worktree.git_dir), "--work-tree", str(worktree.path)]
             cwd = worktree.path
@@ -214,7 +216,7 @@ class Repository:
     def _reader(self) -> subprocess.Popen[bytes]:
         if self._catfile is None or self._catfile.poll() is not None:
             self._catfile = subprocess.Popen(
-                ["git", "--git-dir", str(self.git_dir), "cat-file", "--batch-command"],
+                ["git", "--git-dir", str(self.common_dir), "cat-file", "--batch-command"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=self.env,
@@ -261,6 +263,11 @@ class Repository:
         if found[1] != "commit":
             raise RepositoryError(f"{ref} points at a {found[1]}, not a commit")
         return found[0]
+
+    def resolve_any(self, ref: str) -> Oid | None:
+        """The object a ref points at, whatever its type (None when it does not exist)."""
+        found = self.info(ref)
+        return None if found is None else found[0]
 
     def read_tree(self, oid: str) -> list[TreeEntry]:
         known = self._trees.get(oid)
@@ -368,25 +375,39 @@ class Repository:
         return self.write_tree(entries)
 
     def update_ref(self, ref: str, new: str, old: str | None) -> bool:
-        """Move ``ref`` from ``old`` (None: must not exist) to ``new``. False if it moved first.
+        """Move ``ref`` from ``old`` (None: must not exist) to ``new``. False if it moved first."""
+        return self._transaction(ref, f"update {ref} {new} {old or ZERO}")
 
-        Runs as a transaction of one long-lived ``git update-ref --stdin``, so a
-        process that writes often pays for the fork once; a failed transaction
-        ends that process, and the next update starts another.
-        """
+    def delete_ref(self, ref: str, old: str) -> bool:
+        """Delete ``ref`` if it still points at ``old``. False if it moved (or is gone)."""
+        return self._transaction(ref, f"delete {ref} {old}")
+
+    def _transaction(self, ref: str, command: str) -> bool:
+        # One long-lived ``git update-ref --stdin``: a process that writes often
+        # pays for the fork once. A failed transaction ends that process, and
+        # the next one starts another.
         proc = self._updater
         if proc is None or proc.poll() is not None:
             proc = self._updater = subprocess.Popen(
-                ["git", "--git-dir", str(self.git_dir), *_DURABLE, "update-ref", "-m", "gitstate", "--stdin"],
+                [
+                    "git",
+                    "--git-dir",
+                    str(self.common_dir),
+                    *_DURABLE,
+                    "update-ref",
+                    "-m",
+                    "gitstate",
+                    "--stdin",
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=self.env,
+                cwd=self.common_dir,
             )
         stdin, stdout = _pipes(proc)
-        expected = old or ZERO
         try:
-            stdin.write(f"start\nupdate {ref} {new} {expected}\nprepare\ncommit\n".encode())
+            stdin.write(f"start\n{command}\nprepare\ncommit\n".encode())
             stdin.flush()
             replies = [stdout.readline() for _ in range(3)]
         except BrokenPipeError:
@@ -397,7 +418,8 @@ class Repository:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         proc.wait()
         self._updater = None
-        if "but expected" in err or "reference already exists" in err or "is missing but" in err:
+        lost = ("but expected", "reference already exists", "is missing but", "unable to resolve reference")
+        if any(sign in err for sign in lost):
             return False
         if "File exists" in err and ".lock" in err:
             found = re.search(r"'([^']+\.lock)'", err)
@@ -407,6 +429,60 @@ class Repository:
                 "running, a crashed one left the lock: remove that file and retry"
             )
         raise GitFailed(["update-ref", ref], proc.returncode or 1, err)
+
+    def refs(self, prefix: str) -> dict[str, Oid]:
+        """Every ref under ``prefix`` (e.g. ``refs/heads/gitstate/``) and what it points at."""
+        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", prefix).stdout.decode()
+        found: dict[str, Oid] = {}
+        for line in out.splitlines():
+            oid, _, name = line.partition(" ")
+            found[name] = Oid(oid)
+        return found
+
+    # -- work trees ---------------------------------------------------------------------------
+
+    def worktree_add(self, path: Path, branch: str) -> Worktree:
+        """Check ``branch`` (an existing branch name) out in a new work tree at ``path``."""
+        self.git("worktree", "add", "--quiet", "--", str(path), branch)
+        return self.worktree_at(path)
+
+    def worktree_remove(self, path: Path) -> None:
+        """Remove a work tree, uncommitted changes and all (callers save what matters first)."""
+        self.git("worktree", "remove", "--force", "--force", "--", str(path))
+
+    def worktree_prune(self) -> None:
+        self.git("worktree", "prune")
+
+    def worktree_list(self) -> list[tuple[Path, str | None]]:
+        """(path, checked-out branch ref or None) of every linked work tree."""
+        out = self.git("worktree", "list", "--porcelain", "-z").stdout.decode(
+            "utf-8", errors="surrogateescape"
+        )
+        found = []
+        for record in out.split("\0\0")[1:]:  # the first record is the main work tree
+            fields = dict(line.partition(" ")[::2] for line in record.split("\0") if line)
+            if "worktree" in fields:
+                found.append((Path(fields["worktree"]), fields.get("branch")))
+        return found
+
+    @staticmethod
+    def worktree_at(path: Path) -> Worktree:
+        """The work tree checked out at ``path`` (its ``.git`` file names its git directory)."""
+        marker = _read_text(path / ".git")
+        if not marker or not marker.startswith("gitdir: "):
+            raise RepositoryError(f"{path} is not a linked git work tree")
+        git_dir = Path(marker[len("gitdir: ") :])
+        return Worktree(path, git_dir if git_dir.is_absolute() else (path / git_dir).resolve())
+
+    def head_of(self, tree: Worktree) -> str | None:
+        """The branch ref a work tree has checked out (None when detached)."""
+        head = _read_text(tree.git_dir / "HEAD") or ""
+        return head[len("ref: ") :] if head.startswith("ref: ") else None
+
+    def stage_all(self, tree: Worktree) -> Oid:
+        """Stage everything in ``tree`` (new, changed, deleted) and return the index's tree."""
+        self.git("add", "--all", worktree=tree)
+        return Oid(self.git("write-tree", worktree=tree).stdout.decode().strip())
 
     def staged(self, pattern: str, index_file: str | None = None) -> dict[str, Oid]:
         """Paths matching ``pattern`` in the index (or in ``index_file``) and their blob ids."""
@@ -459,7 +535,7 @@ class Repository:
         found: list[Worktree] = []
         wanted = f"ref: {ref}"
         if _read_text(self.common_dir / "HEAD") == wanted and not self._common_is_bare():
-            main = self._main_worktree()
+            main = self.main_worktree()
             if main is not None:
                 found.append(main)
         admin = self.common_dir / "worktrees"
@@ -476,7 +552,8 @@ class Repository:
             return self.bare
         return (self.config("core.bare") or "false").lower() == "true"
 
-    def _main_worktree(self) -> Worktree | None:
+    def main_worktree(self) -> Worktree | None:
+        """The repository's main checkout (None for a bare repository)."""
         if self.git_dir == self.common_dir and self.toplevel is not None:
             return Worktree(self.toplevel, self.git_dir)
         out = self.git("worktree", "list", "--porcelain").stdout.decode()

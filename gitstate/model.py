@@ -101,6 +101,8 @@ class Settings:
     timeout: int | None = None
     lease: int | None = None
     requires: tuple[str, ...] = ()
+    copy_files: tuple[str, ...] = ()
+    setup: str | None = None
     created_at: datetime | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 

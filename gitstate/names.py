@@ -79,6 +79,16 @@ def check_capability(name: object) -> str:
     )
 
 
+def check_relative_path(path: object) -> str:
+    """A path inside the repository: relative, no ``..``, no control characters."""
+    if not isinstance(path, str) or not path or path.startswith(("/", "-")) or "\\" in path:
+        raise InvalidInput(f"path {path!r} is not valid: give a path relative to the repository's top")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 for c in path):
+        raise InvalidInput(f"path {path!r} is not valid: no '..', '.', empty parts or control characters")
+    return path
+
+
 def new_task_id(taken: Container[str]) -> str:
     """A fresh random id that is not in ``taken``."""
     while True:

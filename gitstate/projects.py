@@ -11,10 +11,22 @@ from gitstate.errors import InvalidInput, StateFileError
 from gitstate.git import Repository
 from gitstate.model import Project, Settings
 from gitstate.names import check_project_name
+from gitstate.redact import refuse_secrets
 from gitstate.store import Change, Store, default_branch
 from gitstate.timefmt import Clock
 
-SETTINGS = ("description", "command", "check", "max_retries", "timeout", "lease", "requires", "meta")
+SETTINGS = (
+    "description",
+    "command",
+    "check",
+    "max_retries",
+    "timeout",
+    "lease",
+    "requires",
+    "copy_files",
+    "setup",
+    "meta",
+)
 
 
 def validate(settings: Settings) -> Settings:
@@ -66,6 +78,7 @@ def init(repo: Repository, branch: str | None, clock: Clock) -> tuple[str, bool]
 
 
 def _check(fields: Mapping[str, Any]) -> None:
+    refuse_secrets(fields)
     for key in fields:
         if key not in SETTINGS:
             raise InvalidInput(f"{key!r} is not a project setting; settings: {', '.join(SETTINGS)}")

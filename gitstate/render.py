@@ -61,6 +61,8 @@ def project_json(project: Project, now: datetime) -> dict[str, Any]:
             "timeout": s.timeout,
             "lease": s.lease,
             "requires": list(s.requires),
+            "copy_files": list(s.copy_files),
+            "setup": s.setup,
         },
         "meta": dict(s.meta),
         "counts": counts(project, now),

@@ -50,7 +50,7 @@ from gitstate.yamlblock import KEEP, OMIT
 VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024
 TOP_KEYS = ("version", "project", "description", "created_at", "defaults", "meta", "tasks")
-DEFAULT_KEYS = ("command", "check", "max_retries", "timeout", "lease", "requires")
+DEFAULT_KEYS = ("command", "check", "max_retries", "timeout", "lease", "requires", "copy_files", "setup")
 _CONFLICT_MARKERS = ("<<<<<<< ", "<<<<<<<\n", "=======\n", ">>>>>>> ", ">>>>>>>\n", "||||||| ")
 # Line separators other than "\n" are refused everywhere: YAML scanners count
 # some of them as line breaks, which would put every later line number off.
@@ -215,6 +215,8 @@ _DEFAULT_READERS: Mapping[str, Callable[[str, Any], Any]] = {
     "timeout": _duration,
     "lease": _duration,
     "requires": lambda k, v: _names(k, v, names.check_capability),
+    "copy_files": lambda k, v: _names(k, v, names.check_relative_path),
+    "setup": _text,
 }
 
 
@@ -298,6 +300,8 @@ def _defaults_fields(settings: Settings) -> list[tuple[str, Any]]:
         ("timeout", OMIT if settings.timeout is None else format_duration(settings.timeout)),
         ("lease", OMIT if settings.lease is None else format_duration(settings.lease)),
         ("requires", _out(settings.requires, ())),
+        ("copy_files", _out(settings.copy_files, ())),
+        ("setup", _out(settings.setup)),
     ]
 
 

@@ -213,7 +213,7 @@ class Store:
                 tree = self.repo.replace_path(self.repo.commit_tree_oid(head), path, blob)
                 author = self.repo.identity(change.agent or self.agent or "gitstate")
                 who = change.agent or self.agent or author.name
-                message = _message(change, doc.project if doc else None, who)
+                message = commit_message(change, doc.project if doc else None, who)
                 commit = self.repo.write_commit(tree, [head], message, author, date=self.clock.git_date())
                 try:
                     checkouts = self.checkouts.check(path, old_blob)
@@ -255,12 +255,13 @@ class Store:
         finally:
             lock.release()
 
+
 def _one_line(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _message(change: Change, old: Project | None, agent: str) -> str:
+def commit_message(change: Change, old: Project | None, agent: str) -> str:
     """Subject, blank line, trailers: ``git log --grep`` and ``%(trailers)`` read them."""
     trailers = [f"Gitstate-Project: {change.project.name}"]
     trailers += [f"Gitstate-Task: {task_id}" for task_id in change.tasks]

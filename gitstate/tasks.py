@@ -13,6 +13,7 @@ from typing import Any
 from gitstate.errors import AlreadyExists, InvalidInput, NotFound, NothingReady
 from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
 from gitstate.names import check_task_id, new_task_id
+from gitstate.redact import refuse_secrets
 from gitstate.statefile import check_task
 from gitstate.store import Change, Store
 
@@ -51,6 +52,7 @@ def add(
     """Add a pending task; returns it with its new id."""
     fields = dict(fields or {})
     _check_editable(fields)
+    refuse_secrets({"the title": title, **fields})
     if task_id is not None:
         check_task_id(task_id)
     made: list[Task] = []
@@ -72,6 +74,7 @@ def add(
 def edit(store: Store, project: str, task_id: str, fields: Mapping[str, Any]) -> Task:
     """Change a task's own fields (not its status); returns the new task."""
     _check_editable(fields)
+    refuse_secrets(fields)
     if not fields:
         raise InvalidInput("nothing to change; give at least one option such as --title or --priority")
 

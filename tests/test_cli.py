@@ -72,6 +72,8 @@ def test_project_and_task_lifecycle(gs: Run, repo: Path) -> None:
         "  timeout:      20m\n"
         "  lease:        (default)\n"
         "  requires:     (default)\n"
+        "  copy_files:   (default)\n"
+        "  setup:        (default)\n"
         "  tasks:        2 (2 pending); 1 ready\n"
     )
     assert (
@@ -93,6 +95,8 @@ def test_json_outputs(gs: Run) -> None:
             "timeout": None,
             "lease": None,
             "requires": ["node"],
+            "copy_files": [],
+            "setup": None,
         },
         "meta": {},
         "counts": {
@@ -253,6 +257,17 @@ def test_project_edit_and_clear(gs: Run, repo: Path) -> None:
             ("task", "add", "api", "x", "--meta", "novalue"),
             1,
             "error: --meta 'novalue' must look like KEY=VALUE\n",
+        ),
+        (
+            ("task", "add", "api", "use sk-proj-AbCdEfGhIjKlMnOpQrStUvWx1234"),
+            1,
+            "error: the title looks like it holds a secret (an API key, token or password); "
+            "keep secrets out of git and give them to commands through the environment\n",
+        ),
+        (
+            ("project", "edit", "api", "--command", "curl -H 'Authorization: Bearer abcdefghijklmnop' x"),
+            1,
+            "error: command looks like it holds a secret",
         ),
         (
             ("task", "add", "api", "x", "--not-before", "someday"),

@@ -1,0 +1,556 @@
+"""Agents' side of a task: claim it, finish it, give it back; leases, reaping, cleanup.
+
+* ``claim`` takes the best ready task in one compare-and-swap commit on the
+  state branch (assignee, attempt, lease, branch), so two claimers can never
+  both win. The task branch ``gitstate/<project>/<id>`` starts at that commit,
+  or is kept if an earlier attempt left work on it; a worktree is made for it.
+* ``done`` commits what the agent left in the worktree together with the
+  task's ``completed`` entry in STATE.yaml, on the task branch (state and code
+  in one commit, which the coordinator merges), then records the completion on
+  the state branch so the coordinator and ``status`` see it.
+* ``fail`` and ``release`` save work in progress on the branch and send the
+  task back to pending with the attempt counted (failed once ``max_retries``
+  is used up).
+* A live agent renews its lease in ``refs/gitstate/leases/<project>/<id>``: a
+  ref, not a commit, so heartbeats add nothing to history. ``reap`` (which
+  every claim runs first) returns tasks whose lease ran out; their worktrees
+  are reclaimed once no local process holds them.
+* ``gc`` removes worktrees, branches and leases that no open task owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from gitstate import statefile
+from gitstate.checkout import Checkouts
+from gitstate.errors import Busy, GitStateError, InvalidInput, NotFound, NothingReady, RepositoryError
+from gitstate.git import Oid, Repository, Worktree
+from gitstate.model import Project, Settings, Status, Task, move, ready_tasks, select_next
+from gitstate.names import check_agent_name, check_project_name, check_task_id
+from gitstate.redact import redact
+from gitstate.statefile import state_path
+from gitstate.store import Change, Store, commit_message
+from gitstate.timefmt import format_timestamp, parse_timestamp
+from gitstate.worktrees import Worktrees
+
+BRANCH_PREFIX = "gitstate"
+LEASE_PREFIX = "refs/gitstate/leases"
+CLAIM_ATTEMPTS = 20
+TEXT_LIMIT = 4000
+
+
+def branch_name(project: str, task_id: str) -> str:
+    return f"{BRANCH_PREFIX}/{project}/{task_id}"
+
+
+def lease_ref(project: str, task_id: str) -> str:
+    return f"{LEASE_PREFIX}/{project}/{task_id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    project: Project
+    task: Task
+    worktree: Worktree | None
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None:
+        return None
+    clean = redact(text).strip()
+    return clean if len(clean) <= TEXT_LIMIT else "…" + clean[-TEXT_LIMIT:]
+
+
+# -- claiming -------------------------------------------------------------------------------------
+
+
+def claim(
+    store: Store,
+    agent: str,
+    project: str | None = None,
+    capabilities: Iterable[str] | None = None,
+    *,
+    worktree: bool = True,
+    env: dict[str, str] | None = None,
+) -> Claim:
+    """Take the best ready task. ``NothingReady`` says why there is none."""
+    check_agent_name(agent)
+    caps = None if capabilities is None else tuple(capabilities)
+    reap(store)
+    for _ in range(CLAIM_ATTEMPTS):
+        chosen = _choose(store, project, caps)
+        taken: list[Task] = []
+
+        def change(current: Project, name: str = chosen[0].name, taken: list[Task] = taken) -> Change | None:
+            ready = ready_tasks(current, store.clock.now(), caps)
+            if not ready:
+                return None
+            now = store.clock.now()
+            task = move(
+                name,
+                ready[0],
+                Status.IN_PROGRESS,
+                now,
+                assignee=agent,
+                attempts=ready[0].attempts + 1,
+                lease_expires=now + timedelta(seconds=current.lease()),
+                branch=branch_name(name, ready[0].id),
+            )
+            taken[:] = [task]
+            summary = f"claim {name}/{task.id} (attempt {task.attempts}) by {agent}"
+            return Change(current.with_task(task), "claim", summary, (task.id,), agent)
+
+        committed = store.update(chosen[0].name, change)
+        if not committed.changed:
+            continue  # another claimer took the last ready task of that project: choose again
+        return _start(store, committed.project, taken[0], committed.commit, worktree=worktree, env=env)
+    raise NothingReady("every ready task was taken by other claimers while choosing; try again")
+
+
+def _choose(store: Store, project: str | None, caps: tuple[str, ...] | None) -> tuple[Project, Task]:
+    projects = [store.read(project)] if project else store.read_all()
+    if not projects:
+        raise NothingReady("there are no projects yet; add one with `gitstate project add NAME`")
+    found = select_next(projects, store.clock.now(), caps)
+    if isinstance(found, str):
+        raise NothingReady(found)
+    return found
+
+
+def _start(
+    store: Store, project: Project, task: Task, commit: Oid, *, worktree: bool, env: dict[str, str] | None
+) -> Claim:
+    """Make the task branch and worktree; give the task back if that fails."""
+    assert task.branch is not None  # noqa: S101 (set by claim)
+    ref = f"refs/heads/{task.branch}"
+    try:
+        if store.repo.resolve(ref) is None and not store.repo.update_ref(ref, commit, None):
+            _appeared(ref)
+        tree = None
+        if worktree:
+            trees = Worktrees(store.repo)
+            if trees.path_for(project.name, task.id).exists():
+                _wait_for_holder(store, project.name, task.id)
+            tree = trees.create(project.name, task.id, task.branch)
+            trees.set_up(
+                tree, project.settings, env or task_environment(project, task, tree), project.timeout(task)
+            )
+    except BaseException:
+        with contextlib.suppress(GitStateError):
+            _unclaim(store, project.name, task)
+        raise
+    return Claim(project, task, tree)
+
+
+def _wait_for_holder(store: Store, project: str, task_id: str, seconds: float = 60.0) -> None:
+    """A process that lost this task's lease stops soon; let it, before taking its folder."""
+    deadline = time.monotonic() + seconds
+    while not _nobody_holds(store, project, task_id):
+        if time.monotonic() > deadline:
+            raise Busy(
+                f"a process on this machine still works on {project}/{task_id} after losing it; "
+                "stop it (or wait), then claim again"
+            )
+        time.sleep(0.1)
+
+
+def _appeared(ref: str) -> None:
+    raise RepositoryError(f"{ref} appeared while claiming; run `gitstate gc` and claim again")
+
+
+def _unclaim(store: Store, project: str, task: Task) -> None:
+    def change(current: Project) -> Change | None:
+        now_task = current.task(task.id)
+        if now_task is None or now_task.status != Status.IN_PROGRESS or now_task.attempts != task.attempts:
+            return None
+        back = move(
+            project,
+            now_task,
+            Status.PENDING,
+            store.clock.now(),
+            assignee=None,
+            lease_expires=None,
+            attempts=now_task.attempts - 1,
+        )
+        return Change(
+            current.with_task(back), "unclaim", f"unclaim {project}/{task.id}: setting up failed", (task.id,)
+        )
+
+    store.update(project, change)
+    remove_worktree(store, project, task.id)
+
+
+def task_environment(project: Project, task: Task, tree: Worktree | None) -> dict[str, str]:
+    """The GITSTATE_* variables a task's command receives (on top of the agent's own)."""
+    return {
+        "GITSTATE_PROJECT": project.name,
+        "GITSTATE_TASK": task.id,
+        "GITSTATE_TITLE": task.title,
+        "GITSTATE_DESCRIPTION": task.description or task.title,
+        "GITSTATE_BRANCH": task.branch or "",
+        "GITSTATE_WORKTREE": str(tree.path) if tree else "",
+        "GITSTATE_ATTEMPT": str(task.attempts),
+        "GITSTATE_AGENT": task.assignee or "",
+    }
+
+
+# -- finishing ------------------------------------------------------------------------------------
+
+
+def held(store: Store, project: str, task_id: str, agent: str | None) -> tuple[Project, Task]:
+    """The task, which must be in progress (and held by ``agent`` when one is named)."""
+    current = store.read(project)
+    task = current.task(task_id)
+    if task is None:
+        raise NotFound(
+            f"task {task_id!r} is not in project {project!r}; `gitstate task list {project}` shows its tasks"
+        )
+    if task.status != Status.IN_PROGRESS:
+        raise InvalidInput(f"task {project}/{task_id} is {task.status}, not in progress; nothing to finish")
+    if agent is not None and task.assignee != agent:
+        raise InvalidInput(f"task {project}/{task_id} is held by {task.assignee}, not {agent}")
+    return current, task
+
+
+def done(
+    store: Store, project: str, task_id: str, *, result: str | None = None, agent: str | None = None
+) -> Task:
+    """Commit the agent's work with the task marked completed, on the task branch."""
+    current, task = held(store, project, task_id, agent)
+    finished = move(
+        project,
+        task,
+        Status.COMPLETED,
+        store.clock.now(),
+        result=_clip(result),
+        error=None,
+        lease_expires=None,
+    )
+    statefile.check_task(finished)
+    tree = _worktree_of(store, project, task_id)
+    _commit_on_branch(store, current, finished, tree, "done")
+    _record(store, project, task, finished, event="done", summary=f"done {project}/{task_id}")
+    _drop_lease(store, project, task_id)
+    remove_worktree(store, project, task_id)
+    return finished
+
+
+def fail(store: Store, project: str, task_id: str, *, error: str, agent: str | None = None) -> Task:
+    """Save work in progress; back to pending with the attempt counted, or failed."""
+    return _give_back(store, project, task_id, agent=agent, error=error or "failed", event="fail")
+
+
+def release(
+    store: Store, project: str, task_id: str, *, agent: str | None = None, reason: str | None = None
+) -> Task:
+    """Like ``fail``, for an agent that stops without judging the work (a deadline, a person)."""
+    return _give_back(store, project, task_id, agent=agent, error=reason, event="release")
+
+
+def _give_back(
+    store: Store, project: str, task_id: str, *, agent: str | None, error: str | None, event: str
+) -> Task:
+    current, task = held(store, project, task_id, agent)
+    tree = _worktree_of(store, project, task_id)
+    if tree is not None:
+        save_work(store, project, task, tree, f"work in progress ({event} after attempt {task.attempts})")
+    back = requeue(current, task, store.clock.now(), _clip(error))
+    _record(store, project, task, back, event=event, summary=f"{event} {project}/{task_id}: {back.status}")
+    _drop_lease(store, project, task_id)
+    remove_worktree(store, project, task_id)
+    return back
+
+
+def requeue(project: Project, task: Task, now: datetime, error: str | None) -> Task:
+    """An in-progress (or completed) task given back: pending, or failed when out of attempts."""
+    if task.attempts > project.max_retries(task):
+        return move(project.name, task, Status.FAILED, now, error=error, assignee=None, lease_expires=None)
+    return move(project.name, task, Status.PENDING, now, error=error, assignee=None, lease_expires=None)
+
+
+def _record(store: Store, project: str, before: Task, after: Task, *, event: str, summary: str) -> None:
+    """Write ``after`` on the state branch if the task is still in the state ``before`` saw."""
+
+    def change(current: Project) -> Change | None:
+        now_task = current.task(before.id)
+        if now_task is None or (now_task.status, now_task.attempts) != (before.status, before.attempts):
+            status = f"{now_task.status}, attempt {now_task.attempts}" if now_task else "gone"
+            raise InvalidInput(
+                f"task {project}/{before.id} changed meanwhile (now {status}); its lease probably expired"
+            )
+        return Change(current.with_task(after), event, summary, (before.id,), before.assignee)
+
+    store.update(project, change)
+
+
+def _worktree_of(store: Store, project: str, task_id: str) -> Worktree | None:
+    path = Worktrees(store.repo).path_for(project, task_id)
+    if not (path / ".git").is_file():
+        return None
+    return store.repo.worktree_at(path)
+
+
+def save_work(store: Store, project: str, task: Task, tree: Worktree, what: str) -> Oid | None:
+    """Commit whatever is uncommitted in ``tree`` to the task branch; None if nothing was."""
+    ref = f"refs/heads/{branch_name(project, task.id)}"
+    tip = store.repo.resolve(ref)
+    if tip is None or store.repo.head_of(tree) != ref:
+        return None
+    staged = store.repo.stage_all(tree)
+    if staged == store.repo.commit_tree_oid(tip):
+        return None
+    change = Change(Project(Settings(name=project)), "save", f"{what} on {project}/{task.id}", (task.id,))
+    message = commit_message(change, None, task.assignee or "gitstate")
+    author = store.repo.identity(task.assignee or "gitstate")
+    commit = store.repo.write_commit(staged, [tip], message, author, date=store.clock.git_date())
+    if not store.repo.update_ref(ref, commit, tip):
+        raise RepositoryError(f"{ref} moved while gitstate saved work to it; nothing was lost, retry")
+    return commit
+
+
+def _commit_on_branch(
+    store: Store, current: Project, finished: Task, tree: Worktree | None, event: str
+) -> Oid:
+    """One commit on the task branch: the worktree's changes plus the task's new entry."""
+    repo = store.repo
+    ref = f"refs/heads/{branch_name(current.name, finished.id)}"
+    tip = repo.resolve(ref)
+    if tip is None:
+        raise NotFound(f"branch {ref} is gone; the task's work cannot be recorded (run `gitstate release`)")
+    if tree is not None and repo.head_of(tree) != ref:
+        raise RepositoryError(f"{tree.path} no longer has {ref} checked out; check it out again, then retry")
+    base = repo.stage_all(tree) if tree is not None else repo.commit_tree_oid(tip)
+    path = state_path(current.name)
+    found = repo.info(f"{base}:{path}")
+    if found is None:
+        raise InvalidInput(f"{path} was deleted on {ref}; restore it, then run `gitstate {event}` again")
+    doc = store.cache.get(found[0])
+    text = store.cache.text(found[0]) or repo.read(found[0])[1].decode("utf-8", errors="replace")
+    if doc is None:
+        doc = statefile.parse(text, path)  # the agent may have edited it: report file:line
+    text2, doc2 = statefile.apply(doc, text, doc.project.with_task(finished))
+    blob = repo.write_object("blob", text2.encode())
+    store.cache.put(blob, doc2, text2)
+    change = Change(
+        doc2.project, event, f"{event} {current.name}/{finished.id}", (finished.id,), finished.assignee
+    )
+    message = commit_message(change, doc.project, finished.assignee or "gitstate")
+    author = repo.identity(finished.assignee or "gitstate")
+    commit = repo.write_commit(
+        repo.replace_path(base, path, blob), [tip], message, author, date=store.clock.git_date()
+    )
+    if not repo.update_ref(ref, commit, tip):
+        raise RepositoryError(f"{ref} moved while gitstate committed to it; retry")
+    if tree is not None:
+        Checkouts(repo, ref, store.notify).update([tree], path, found[0], text2.encode())
+    return commit
+
+
+def remove_worktree(store: Store, project: str, task_id: str) -> None:
+    trees = Worktrees(store.repo)
+    path = trees.path_for(project, task_id)
+    if path.exists():
+        trees.remove(path)
+
+
+# -- leases ---------------------------------------------------------------------------------------
+
+
+def renew(
+    store: Store, project: str, task_id: str, agent: str, attempt: int | None = None
+) -> datetime | None:
+    """Extend the lease of a task ``agent`` holds; None when it no longer holds it."""
+    current = store.read(project)
+    task = current.task(task_id)
+    if task is None or task.status != Status.IN_PROGRESS or task.assignee != agent:
+        return None
+    if attempt is not None and task.attempts != attempt:
+        return None
+    expires = store.clock.now() + timedelta(seconds=current.lease())
+    body = f"expires {format_timestamp(expires)}\nagent {agent}\nattempt {task.attempts}\n"
+    ref = lease_ref(project, task_id)
+    blob = store.repo.write_object("blob", body.encode())
+    old = store.repo.resolve_any(ref)
+    if not store.repo.update_ref(ref, blob, old):
+        return None
+    return expires
+
+
+def lease_expiry(store: Store, project: str, task: Task) -> datetime | None:
+    """When the task's lease runs out: the claim's, or the latest renewal of this attempt."""
+    best = task.lease_expires
+    found = store.repo.info(lease_ref(project, task.id))
+    if found is not None and found[1] == "blob":
+        fields = dict(
+            line.partition(" ")[::2]
+            for line in store.repo.read(found[0])[1].decode(errors="replace").splitlines()
+        )
+        with contextlib.suppress(GitStateError, KeyError, ValueError):
+            if fields.get("attempt") == str(task.attempts) and fields.get("agent") == task.assignee:
+                renewed = parse_timestamp(fields["expires"])
+                best = renewed if best is None or renewed > best else best
+    return best
+
+
+def _drop_lease(store: Store, project: str, task_id: str) -> None:
+    ref = lease_ref(project, task_id)
+    old = store.repo.resolve_any(ref)
+    if old is not None:
+        store.repo.delete_ref(ref, old)
+
+
+@contextlib.contextmanager
+def holding(store: Store, project: str, task_id: str) -> Iterator[None]:
+    """Mark this process as the live holder of a task (reap and gc leave its worktree alone)."""
+    from filelock import FileLock
+
+    lock = FileLock(_holder_lock(store, project, task_id))
+    with lock:
+        yield
+
+
+def _holder_lock(store: Store, project: str, task_id: str) -> Path:
+    folder = store.repo.common_dir / "gitstate" / "locks" / "tasks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{project}%{task_id}.lock"
+
+
+def _nobody_holds(store: Store, project: str, task_id: str) -> bool:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(_holder_lock(store, project, task_id))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
+def reap(store: Store) -> list[tuple[str, Task]]:
+    """Give back every task whose lease ran out; returns what was given back."""
+    now = store.clock.now()
+    reaped = []
+    for project in store.read_all():
+        for task in project.tasks.values():
+            if task.status != Status.IN_PROGRESS:
+                continue
+            expiry = lease_expiry(store, project.name, task)
+            if expiry is not None and expiry > now:
+                continue
+            back = _reap_one(store, project.name, task, expiry)
+            if back is not None:
+                reaped.append((project.name, back))
+    return reaped
+
+
+def _reap_one(store: Store, project: str, task: Task, expiry: datetime | None) -> Task | None:
+    when = format_timestamp(expiry) if expiry else "never set"
+    reason = f"lease expired ({when}); {task.assignee or 'the agent'} stopped renewing it"
+    result: list[Task] = []
+
+    def change(current: Project) -> Change | None:
+        now_task = current.task(task.id)
+        if now_task is None or (now_task.status, now_task.attempts) != (task.status, task.attempts):
+            return None  # finished or given back meanwhile
+        back = requeue(current, now_task, store.clock.now(), reason)
+        result[:] = [back]
+        return Change(
+            current.with_task(back), "reap", f"reap {project}/{task.id}: {back.status}", (task.id,), "reaper"
+        )
+
+    store.update(project, change)
+    if not result:
+        return None
+    tree = _worktree_of(store, project, task.id)
+    if tree is not None and _nobody_holds(store, project, task.id):
+        with contextlib.suppress(GitStateError):
+            save_work(
+                store,
+                project,
+                task,
+                tree,
+                f"work in progress saved when the lease of attempt {task.attempts} expired",
+            )
+        remove_worktree(store, project, task.id)
+    _drop_lease(store, project, task.id)
+    return result[0]
+
+
+# -- cleanup --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    worktrees: tuple[str, ...]
+    branches: tuple[str, ...]
+    leases: tuple[str, ...]
+
+
+def gc(store: Store) -> Cleanup:
+    """Remove worktrees, branches and leases that no open task owns."""
+    tasks = {(p.name, t.id): t for p in store.read_all() for t in p.tasks.values()}
+    trees = Worktrees(store.repo)
+    removed = []
+    for (project, task_id), path in sorted(trees.existing().items()):
+        task = tasks.get((project, task_id))
+        if task is not None and task.status == Status.IN_PROGRESS:
+            continue
+        if not _nobody_holds(store, project, task_id):
+            continue
+        if task is not None and task.status in (Status.PENDING, Status.FAILED) and (path / ".git").is_file():
+            with contextlib.suppress(GitStateError):
+                save_work(store, project, task, store.repo.worktree_at(path), "work in progress saved by gc")
+        trees.remove(path)
+        removed.append(f"{project}/{task_id}")
+    with trees.locked():
+        store.repo.worktree_prune()
+    branches = _sweep(store, f"refs/heads/{BRANCH_PREFIX}/", tasks, keep=_open)
+    leases = _sweep(store, f"{LEASE_PREFIX}/", tasks, keep=lambda t: t.status == Status.IN_PROGRESS)
+    return Cleanup(tuple(removed), tuple(branches), tuple(leases))
+
+
+def _open(task: Task) -> bool:
+    return task.status not in (Status.MERGED, Status.CANCELLED)
+
+
+def _sweep(
+    store: Store, prefix: str, tasks: dict[tuple[str, str], Task], keep: Callable[[Task], bool]
+) -> list[str]:
+    checked_out = {branch for _, branch in store.repo.worktree_list() if branch}
+    main = store.repo.main_worktree()
+    if main is not None:
+        head = store.repo.head_of(main)
+        if head:
+            checked_out.add(head)
+    gone = []
+    for ref, oid in sorted(store.repo.refs(prefix).items()):
+        parts = ref[len(prefix) :].split("/")
+        task = tasks.get((parts[0], parts[1])) if len(parts) == 2 else None
+        if (task is not None and keep(task)) or ref in checked_out:
+            continue
+        if store.repo.delete_ref(ref, oid):
+            gone.append(ref)
+    return gone
+
+
+# -- finding the task from inside its worktree ----------------------------------------------------
+
+
+def task_here(repo: Repository) -> tuple[str, str]:
+    """(project, id) of the task whose worktree the command runs in."""
+    head = repo.head_of(Worktree(repo.toplevel, repo.git_dir)) if repo.toplevel else None
+    prefix = f"refs/heads/{BRANCH_PREFIX}/"
+    if head and head.startswith(prefix):
+        parts = head[len(prefix) :].split("/")
+        if len(parts) == 2:
+            return check_project_name(parts[0]), check_task_id(parts[1])
+    raise InvalidInput(
+        "this is not a task worktree (its branch is not gitstate/<project>/<id>); give PROJECT and ID"
+    )

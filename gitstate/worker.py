@@ -1,0 +1,114 @@
+"""The agent loop behind ``gitstate work``: claim, run the task's command, then done or fail.
+
+While the command runs, the loop renews the task's lease every third of the
+lease; if renewing fails (the task was reaped and may belong to someone else
+now), the command is stopped and nothing is recorded for it. A command that
+finishes the task itself (by running ``gitstate done``) is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gitstate import agent, executor
+from gitstate.errors import NothingReady
+from gitstate.model import Status, Task
+from gitstate.store import Store
+from gitstate.worktrees import Worktrees
+
+NO_COMMAND = (
+    "no command to run: set one with `gitstate project edit PROJECT --command ...` "
+    "or `gitstate task edit PROJECT ID --command ...`"
+)
+
+
+@dataclass(frozen=True)
+class Ran:
+    project: str
+    task: Task
+    outcome: executor.Outcome | None
+    final: Task | None
+
+
+def work(
+    store: Store,
+    name: str,
+    *,
+    project: str | None = None,
+    capabilities: Iterable[str] | None = None,
+    max_tasks: int | None = None,
+    once: bool = False,
+    wait: bool = False,
+    poll: float = 5.0,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[Ran]:
+    """Take and run tasks until none is ready (or ``stop`` is set, or the limits are reached)."""
+    stop = stop or threading.Event()
+    caps = None if capabilities is None else tuple(capabilities)
+    ran: list[Ran] = []
+    while not stop.is_set() and (max_tasks is None or len(ran) < max_tasks):
+        try:
+            claimed = agent.claim(store, name, project, caps, env=dict(os.environ))
+        except NothingReady as exc:
+            if not wait:
+                say(f"{name}: nothing to do: {exc}")
+                break
+            stop.wait(poll)
+            continue
+        say(f"{name}: took {claimed.project.name}/{claimed.task.id} (attempt {claimed.task.attempts})")
+        ran.append(run_claimed(store, claimed, name, stop))
+        last = ran[-1]
+        status = last.final.status if last.final else "left to its new holder"
+        say(f"{name}: {last.project}/{last.task.id} {status}")
+        if once:
+            break
+    return ran
+
+
+def run_claimed(store: Store, claimed: agent.Claim, name: str, stop: threading.Event) -> Ran:
+    project, task, tree = claimed.project, claimed.task, claimed.worktree
+    with agent.holding(store, project.name, task.id):
+        command = task.command or project.settings.command
+        if not command or tree is None:
+            final = agent.fail(store, project.name, task.id, error=NO_COMMAND, agent=name)
+            return Ran(project.name, task, None, final)
+        env = {**os.environ, **agent.task_environment(project, task, tree)}
+
+        def heartbeat() -> bool:
+            return agent.renew(store, project.name, task.id, name, task.attempts) is not None
+
+        logs = Worktrees(store.repo).logs / project.name / task.id
+        outcome = executor.run(
+            command,
+            cwd=tree.path,
+            env=env,
+            timeout=project.timeout(task),
+            log=logs / f"attempt-{task.attempts}.log",
+            heartbeat=heartbeat,
+            every=max(1.0, project.lease() / 3),
+            stop=stop,
+        )
+        if outcome.reason == "lost_lease" or not _still_ours(store, project.name, task, name):
+            return Ran(project.name, task, outcome, None)
+        if outcome.ok:
+            final = agent.done(store, project.name, task.id, result=outcome.tail or "exited 0", agent=name)
+        elif outcome.reason == "stopped":
+            reason = "stopped before it finished; its work so far is saved on the task branch"
+            final = agent.release(store, project.name, task.id, agent=name, reason=reason)
+        else:
+            final = agent.fail(store, project.name, task.id, error=outcome.summary(), agent=name)
+        return Ran(project.name, task, outcome, final)
+
+
+def _still_ours(store: Store, project: str, task: Task, name: str) -> bool:
+    now = store.read(project).task(task.id)
+    return (
+        now is not None
+        and now.status == Status.IN_PROGRESS
+        and now.assignee == name
+        and now.attempts == task.attempts
+    )

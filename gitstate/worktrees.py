@@ -1,0 +1,117 @@
+"""Task worktrees: where they live, making and removing them, and setting them up.
+
+A task's worktree is ``<git-common-dir>/gitstate/worktrees/<project>/<id>``
+(or under ``git config gitstate.worktrees``): inside ``.git``, so it never
+shows in ``git status`` or gets picked up by the tools that walk your
+checkout, and one place for cleanup to look. Creating and removing worktrees
+concurrently is racy in git itself (two ``git worktree add`` at once can fail
+and leave a branch behind), so every add, remove and prune here holds one file
+lock. A new worktree gets the untracked files the project lists in
+``copy_files`` (``.env``...) from the main checkout, then runs the project's
+``setup`` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from gitstate import executor
+from gitstate.errors import Busy, GitStateError
+from gitstate.git import Repository, Worktree
+from gitstate.model import Settings
+
+LOCK_TIMEOUT = 120.0
+
+
+class Worktrees:
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        configured = repo.config("gitstate.worktrees")
+        self.root = (
+            Path(configured).expanduser() if configured else repo.common_dir / "gitstate" / "worktrees"
+        )
+        self.logs = repo.common_dir / "gitstate" / "logs"
+
+    def path_for(self, project: str, task_id: str) -> Path:
+        return self.root / project / task_id
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        from filelock import FileLock, Timeout
+
+        folder = self.repo.common_dir / "gitstate" / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / "worktrees.lock")
+        try:
+            lock.acquire(timeout=LOCK_TIMEOUT)
+        except Timeout:
+            raise Busy(
+                f"another gitstate process held {lock.lock_file} for {LOCK_TIMEOUT:g}s; retry"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def create(self, project: str, task_id: str, branch: str) -> Worktree:
+        """A fresh worktree with ``branch`` checked out; a leftover one is discarded first."""
+        path = self.path_for(project, task_id)
+        with self.locked():
+            if path.exists():
+                self._discard(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return self.repo.worktree_add(path, branch)
+
+    def set_up(self, tree: Worktree, settings: Settings, env: Mapping[str, str], timeout: float) -> None:
+        """Copy the listed untracked files in, then run the project's setup command."""
+        main = self.repo.main_worktree()
+        for name in settings.copy_files:
+            source = main.path / name if main is not None else None
+            if source is None or not source.exists():
+                continue  # nothing to copy (yet): the setup command can complain if it matters
+            target = tree.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True, symlinks=True)
+            else:
+                shutil.copy2(source, target)
+        if settings.setup:
+            log = self.logs / tree.path.parent.name / tree.path.name / "setup.log"
+            outcome = executor.run(settings.setup, cwd=tree.path, env=env, timeout=timeout, log=log)
+            if not outcome.ok:
+                raise GitStateError(f"the project's setup command {outcome.summary()} (log: {log})")
+
+    def remove(self, path: Path) -> None:
+        with self.locked():
+            self._discard(path)
+
+    def _discard(self, path: Path) -> None:
+        if (path / ".git").is_file():
+            self.repo.worktree_remove(path)
+        if path.exists():  # a directory git did not know (a crash before `worktree add` finished)
+            shutil.rmtree(path, ignore_errors=True)
+        self.repo.worktree_prune()
+
+    def existing(self) -> dict[tuple[str, str], Path]:
+        """Every task worktree git knows of, and stray folders under the root, by (project, id)."""
+        found: dict[tuple[str, str], Path] = {}
+        for path, _ in self.repo.worktree_list():
+            key = self._task_of(path)
+            if key is not None:
+                found[key] = path
+        if self.root.is_dir():
+            for project in self.root.iterdir():
+                for task in project.iterdir() if project.is_dir() else ():
+                    found.setdefault((project.name, task.name), task)
+        return found
+
+    def _task_of(self, path: Path) -> tuple[str, str] | None:
+        try:
+            relative = path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return None
+        parts = relative.parts
+        return (parts[0], parts[1]) if len(parts) == 2 else None
