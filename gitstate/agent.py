@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from gitstate import statefile
-from gitstate.checkout import Checkouts
+from gitstate import locks, statefile
 from gitstate.errors import Busy, GitStateError, InvalidInput, NotFound, NothingReady, RepositoryError
 from gitstate.git import Oid, Repository, Worktree
 from gitstate.model import Project, Settings, Status, Task, move, ready_tasks, select_next
@@ -78,8 +77,12 @@ def claim(
     *,
     worktree: bool = True,
     env: dict[str, str] | None = None,
+    reuse: Path | None = None,
 ) -> Claim:
-    """Take the best ready task. ``NothingReady`` says why there is none."""
+    """Take the best ready task. ``NothingReady`` says why there is none.
+
+    ``reuse`` is this agent's parked worktree, moved into place for the task.
+    """
     check_agent_name(agent)
     caps = None if capabilities is None else tuple(capabilities)
     reap(store)
@@ -88,20 +91,9 @@ def claim(
         taken: list[Task] = []
 
         def change(current: Project, name: str = chosen[0].name, taken: list[Task] = taken) -> Change | None:
-            ready = ready_tasks(current, store.clock.now(), caps)
-            if not ready:
+            task = _take(current, agent, caps, store.clock.now())
+            if task is None:
                 return None
-            now = store.clock.now()
-            task = move(
-                name,
-                ready[0],
-                Status.IN_PROGRESS,
-                now,
-                assignee=agent,
-                attempts=ready[0].attempts + 1,
-                lease_expires=now + timedelta(seconds=current.lease()),
-                branch=branch_name(name, ready[0].id),
-            )
             taken[:] = [task]
             summary = f"claim {name}/{task.id} (attempt {task.attempts}) by {agent}"
             return Change(current.with_task(task), "claim", summary, (task.id,), agent)
@@ -109,8 +101,27 @@ def claim(
         committed = store.update(chosen[0].name, change)
         if not committed.changed:
             continue  # another claimer took the last ready task of that project: choose again
-        return _start(store, committed.project, taken[0], committed.commit, worktree=worktree, env=env)
+        return _start(
+            store, committed.project, taken[0], committed.commit, worktree=worktree, env=env, reuse=reuse
+        )
     raise NothingReady("every ready task was taken by other claimers while choosing; try again")
+
+
+def _take(current: Project, agent: str, caps: tuple[str, ...] | None, now: datetime) -> Task | None:
+    """The best ready task of ``current``, as ``agent``'s claim would record it."""
+    ready = ready_tasks(current, now, caps)
+    if not ready:
+        return None
+    return move(
+        current.name,
+        ready[0],
+        Status.IN_PROGRESS,
+        now,
+        assignee=agent,
+        attempts=ready[0].attempts + 1,
+        lease_expires=now + timedelta(seconds=current.lease()),
+        branch=branch_name(current.name, ready[0].id),
+    )
 
 
 def _choose(store: Store, project: str | None, caps: tuple[str, ...] | None) -> tuple[Project, Task]:
@@ -124,7 +135,14 @@ def _choose(store: Store, project: str | None, caps: tuple[str, ...] | None) -> 
 
 
 def _start(
-    store: Store, project: Project, task: Task, commit: Oid, *, worktree: bool, env: dict[str, str] | None
+    store: Store,
+    project: Project,
+    task: Task,
+    commit: Oid,
+    *,
+    worktree: bool,
+    env: dict[str, str] | None,
+    reuse: Path | None,
 ) -> Claim:
     """Make the task branch and worktree; give the task back if that fails."""
     assert task.branch is not None  # noqa: S101 (set by claim)
@@ -137,7 +155,7 @@ def _start(
             trees = Worktrees(store.repo)
             if trees.path_for(project.name, task.id).exists():
                 _wait_for_holder(store, project.name, task.id)
-            tree = trees.create(project.name, task.id, task.branch)
+            tree = trees.create(project.name, task.id, task.branch, reuse)
             trees.set_up(
                 tree, project.settings, env or task_environment(project, task, tree), project.timeout(task)
             )
@@ -219,9 +237,72 @@ def held(store: Store, project: str, task_id: str, agent: str | None) -> tuple[P
 
 
 def done(
-    store: Store, project: str, task_id: str, *, result: str | None = None, agent: str | None = None
+    store: Store,
+    project: str,
+    task_id: str,
+    *,
+    result: str | None = None,
+    agent: str | None = None,
+    park: str | None = None,
 ) -> Task:
-    """Commit the agent's work with the task marked completed, on the task branch."""
+    """Commit the agent's work with the task marked completed, on the task branch.
+
+    The worktree is removed, or parked for agent ``park``'s next task.
+    """
+    task, finished = _finish(store, project, task_id, result, agent)
+    _record(store, project, task, finished, event="done", summary=f"done {project}/{task_id}")
+    _drop_lease(store, project, task_id)
+    _retire(store, project, task_id, park)
+    return finished
+
+
+def done_and_claim(
+    store: Store,
+    project: str,
+    task_id: str,
+    *,
+    result: str | None,
+    agent: str,
+    capabilities: Iterable[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[Task, Claim | None]:
+    """``done``, and the claim of the same project's next ready task, in one commit.
+
+    This is the work loop's step: one write on the state branch instead of
+    two. The finished task's worktree is reused for the next one.
+    """
+    task, finished = _finish(store, project, task_id, result, agent)
+    caps = None if capabilities is None else tuple(capabilities)
+    reap(store)
+    taken: list[Task] = []
+
+    def change(current: Project) -> Change:
+        _unchanged(current, project, task)
+        after = current.with_task(finished)
+        following = _take(after, agent, caps, store.clock.now())
+        if following is None:
+            return Change(after, "done", f"done {project}/{task_id}", (task_id,), agent)
+        taken[:] = [following]
+        summary = f"done {project}/{task_id}; claim {project}/{following.id} (attempt {following.attempts})"
+        return Change(
+            after.with_task(following), "done", summary, (task_id, following.id), agent, ("done", "claim")
+        )
+
+    committed = store.update(project, change)
+    _drop_lease(store, project, task_id)
+    if not taken:
+        _retire(store, project, task_id, agent)
+        return finished, None
+    reuse = Worktrees(store.repo).path_for(project, task_id)  # moved straight to the next task
+    return finished, _start(
+        store, committed.project, taken[0], committed.commit, worktree=True, env=env, reuse=reuse
+    )
+
+
+def _finish(
+    store: Store, project: str, task_id: str, result: str | None, agent: str | None
+) -> tuple[Task, Task]:
+    """Commit the work on the task branch; (the task as it was, the task completed)."""
     current, task = held(store, project, task_id, agent)
     finished = move(
         project,
@@ -234,27 +315,39 @@ def done(
     )
     statefile.check_task(finished)
     tree = _worktree_of(store, project, task_id)
-    _commit_on_branch(store, current, finished, tree, "done")
-    _record(store, project, task, finished, event="done", summary=f"done {project}/{task_id}")
-    _drop_lease(store, project, task_id)
-    remove_worktree(store, project, task_id)
-    return finished
+    _commit_on_branch(store, current, finished, tree, "done")  # the worktree goes next: no need to refresh it
+    return task, finished
 
 
-def fail(store: Store, project: str, task_id: str, *, error: str, agent: str | None = None) -> Task:
+def fail(
+    store: Store, project: str, task_id: str, *, error: str, agent: str | None = None, park: str | None = None
+) -> Task:
     """Save work in progress; back to pending with the attempt counted, or failed."""
-    return _give_back(store, project, task_id, agent=agent, error=error or "failed", event="fail")
+    return _give_back(store, project, task_id, agent=agent, error=error or "failed", event="fail", park=park)
 
 
 def release(
-    store: Store, project: str, task_id: str, *, agent: str | None = None, reason: str | None = None
+    store: Store,
+    project: str,
+    task_id: str,
+    *,
+    agent: str | None = None,
+    reason: str | None = None,
+    park: str | None = None,
 ) -> Task:
     """Like ``fail``, for an agent that stops without judging the work (a deadline, a person)."""
-    return _give_back(store, project, task_id, agent=agent, error=reason, event="release")
+    return _give_back(store, project, task_id, agent=agent, error=reason, event="release", park=park)
 
 
 def _give_back(
-    store: Store, project: str, task_id: str, *, agent: str | None, error: str | None, event: str
+    store: Store,
+    project: str,
+    task_id: str,
+    *,
+    agent: str | None,
+    error: str | None,
+    event: str,
+    park: str | None,
 ) -> Task:
     current, task = held(store, project, task_id, agent)
     tree = _worktree_of(store, project, task_id)
@@ -263,7 +356,7 @@ def _give_back(
     back = requeue(current, task, store.clock.now(), _clip(error))
     _record(store, project, task, back, event=event, summary=f"{event} {project}/{task_id}: {back.status}")
     _drop_lease(store, project, task_id)
-    remove_worktree(store, project, task_id)
+    _retire(store, project, task_id, park)
     return back
 
 
@@ -278,15 +371,19 @@ def _record(store: Store, project: str, before: Task, after: Task, *, event: str
     """Write ``after`` on the state branch if the task is still in the state ``before`` saw."""
 
     def change(current: Project) -> Change | None:
-        now_task = current.task(before.id)
-        if now_task is None or (now_task.status, now_task.attempts) != (before.status, before.attempts):
-            status = f"{now_task.status}, attempt {now_task.attempts}" if now_task else "gone"
-            raise InvalidInput(
-                f"task {project}/{before.id} changed meanwhile (now {status}); its lease probably expired"
-            )
+        _unchanged(current, project, before)
         return Change(current.with_task(after), event, summary, (before.id,), before.assignee)
 
     store.update(project, change)
+
+
+def _unchanged(current: Project, project: str, before: Task) -> None:
+    now_task = current.task(before.id)
+    if now_task is None or (now_task.status, now_task.attempts) != (before.status, before.attempts):
+        status = f"{now_task.status}, attempt {now_task.attempts}" if now_task else "gone"
+        raise InvalidInput(
+            f"task {project}/{before.id} changed meanwhile (now {status}); its lease probably expired"
+        )
 
 
 def _worktree_of(store: Store, project: str, task_id: str) -> Worktree | None:
@@ -347,9 +444,16 @@ def _commit_on_branch(
     )
     if not repo.update_ref(ref, commit, tip):
         raise RepositoryError(f"{ref} moved while gitstate committed to it; retry")
-    if tree is not None:
-        Checkouts(repo, ref, store.notify).update([tree], path, found[0], text2.encode())
     return commit
+
+
+def _retire(store: Store, project: str, task_id: str, park: str | None) -> None:
+    trees = Worktrees(store.repo)
+    path = trees.path_for(project, task_id)
+    if park is not None and (path / ".git").is_file():
+        trees.park(path, park)
+    elif path.exists():
+        trees.remove(path)
 
 
 def remove_worktree(store: Store, project: str, task_id: str) -> None:
@@ -382,9 +486,15 @@ def renew(
     return expires
 
 
-def lease_expiry(store: Store, project: str, task: Task) -> datetime | None:
-    """When the task's lease runs out: the claim's, or the latest renewal of this attempt."""
+def lease_expiry(store: Store, project: str, task: Task, now: datetime | None = None) -> datetime | None:
+    """When the task's lease runs out: the claim's, or the latest renewal of this attempt.
+
+    With ``now``, a lease that the claim itself still covers is returned without
+    looking for renewals.
+    """
     best = task.lease_expires
+    if now is not None and best is not None and best > now:
+        return best
     found = store.repo.info(lease_ref(project, task.id))
     if found is not None and found[1] == "blob":
         fields = dict(
@@ -405,32 +515,27 @@ def _drop_lease(store: Store, project: str, task_id: str) -> None:
         store.repo.delete_ref(ref, old)
 
 
-@contextlib.contextmanager
-def holding(store: Store, project: str, task_id: str) -> Iterator[None]:
+def holding(store: Store, project: str, task_id: str) -> contextlib.AbstractContextManager[None]:
     """Mark this process as the live holder of a task (reap and gc leave its worktree alone)."""
-    from filelock import FileLock
+    return locks.held(_holder_lock(store, project, task_id), float("inf"), what=f"task {project}/{task_id}")
 
-    lock = FileLock(_holder_lock(store, project, task_id))
-    with lock:
-        yield
+
+def working_as(store: Store, name: str) -> contextlib.AbstractContextManager[None]:
+    """Mark this process as the live agent ``name`` on this machine (one process per name)."""
+    refusal = f"another `gitstate work --agent {name}` runs on this machine; give each agent its own name"
+    return locks.exclusive(_agent_lock(store, name), refusal)
 
 
 def _holder_lock(store: Store, project: str, task_id: str) -> Path:
-    folder = store.repo.common_dir / "gitstate" / "locks" / "tasks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{project}%{task_id}.lock"
+    return locks.lock_path(store.repo.common_dir, "tasks", f"{project}%{task_id}")
+
+
+def _agent_lock(store: Store, name: str) -> Path:
+    return locks.lock_path(store.repo.common_dir, "agents", name)
 
 
 def _nobody_holds(store: Store, project: str, task_id: str) -> bool:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(_holder_lock(store, project, task_id))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return False
-    lock.release()
-    return True
+    return locks.is_free(_holder_lock(store, project, task_id))
 
 
 def reap(store: Store) -> list[tuple[str, Task]]:
@@ -441,7 +546,7 @@ def reap(store: Store) -> list[tuple[str, Task]]:
         for task in project.tasks.values():
             if task.status != Status.IN_PROGRESS:
                 continue
-            expiry = lease_expiry(store, project.name, task)
+            expiry = lease_expiry(store, project.name, task, now)
             if expiry is not None and expiry > now:
                 continue
             back = _reap_one(store, project.name, task, expiry)
@@ -509,6 +614,10 @@ def gc(store: Store) -> Cleanup:
                 save_work(store, project, task, store.repo.worktree_at(path), "work in progress saved by gc")
         trees.remove(path)
         removed.append(f"{project}/{task_id}")
+    for name, path in trees.idle().items():
+        if locks.is_free(_agent_lock(store, name)):
+            trees.remove(path)
+            removed.append(f"idle worktree of {name}")
     with trees.locked():
         store.repo.worktree_prune()
     branches = _sweep(store, f"refs/heads/{BRANCH_PREFIX}/", tasks, keep=_open)

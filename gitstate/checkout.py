@@ -2,10 +2,10 @@
 
 When a work tree has the state branch checked out, a state change would leave
 its STATE.yaml (and index) behind the branch, and ``git status`` would show a
-change nobody made. So after each change, the new file is written into every
-such work tree and staged there. Before a change, a file with uncommitted
-edits (in the work tree or the index) stops it: a person's edits are never
-overwritten.
+change nobody made. So after each change, the branch's newest file is written
+into every such work tree and staged there (outside the state lock, so writers
+do not wait for it). Before a change, a file with uncommitted edits (in the
+work tree or the index) stops it: a person's edits are never overwritten.
 
 Asking git for a path's index entry costs a process. After staging a file,
 gitstate records the index's own checksum (the SHA-1 git writes at its end)
@@ -17,12 +17,14 @@ and the record answers instead of git.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gitstate import locks
 from gitstate.errors import DirtyStateFile
 from gitstate.git import Oid, Repository, Worktree, object_id
 
@@ -37,38 +39,80 @@ class Checkouts:
         self.notify = notify
 
     def check(self, path: str, blob: Oid | None) -> list[Worktree]:
-        """Checkouts of the branch; refuses if ``path`` differs from ``blob`` in one."""
+        """Checkouts of the branch; refuses if one has uncommitted edits to ``path``.
+
+        The file counts as clean when it and its index entry hold the branch's
+        ``blob``, or what gitstate itself last wrote there (another writer's
+        catch-up may still be on its way).
+        """
         found = self.repo.checkouts_of(self.ref)
         for tree in found:
-            if _file_oid(tree.path / path) != blob or self._staged(tree, path) != blob:
+            with self._locked(tree):  # a catch-up half done is not an edit
+                file = _file_oid(tree.path / path)
+                clean = file in (blob, self._synced(tree, path)) and self._staged(tree, path) == file
+            if not clean:
                 raise DirtyStateFile(
                     f"{tree.path / path} has uncommitted changes; commit or stash them "
                     "(`git stash`), then run the command again"
                 )
         return found
 
-    def update(self, trees: list[Worktree], path: str, old: Oid | None, data: bytes) -> None:
-        """Write and stage the new ``path`` in each checkout found by ``check``."""
+    def _locked(self, tree: Worktree) -> contextlib.AbstractContextManager[None]:
+        lock = locks.lock_path(self.repo.common_dir, "checkouts", _name(tree))
+        return locks.held(lock, 60.0, what=f"the checkout at {tree.path}")
+
+    def catch_up(
+        self, trees: list[Worktree], path: str, before: Oid | None, wrote: tuple[Oid, bytes]
+    ) -> None:
+        """Bring ``path`` in each checkout up to the branch's tip, and stage it.
+
+        Runs after the change is published, outside the state lock; each checkout
+        has its own lock, and always takes the tip, so writers finishing in any
+        order leave it at the newest state. ``wrote`` is (blob, bytes) of the
+        change just made, to spare reading it back.
+        """
         for tree in trees:
-            target = tree.path / path
-            if _file_oid(target) != old:
-                self.notify(f"warning: {target} changed while gitstate wrote it; left as you edited it")
-                continue
+            with self._locked(tree):
+                self._catch_up(tree, path, before, wrote)
+
+    def _catch_up(self, tree: Worktree, path: str, before: Oid | None, wrote: tuple[Oid, bytes]) -> None:
+        tip = self.repo.resolve(self.ref)
+        found = self.repo.info(f"{tip}:{path}") if tip else None
+        want = found[0] if found else None
+        target = tree.path / path
+        file = _file_oid(target)
+        staged = self._staged(tree, path)
+        if file == want and staged == want:
+            return
+        if file not in (before, self._synced(tree, path)) or staged != file:
+            self.notify(f"warning: {target} changed while gitstate wrote it; left as you edited it")
+            return
+        if want is None:
+            target.unlink(missing_ok=True)
+        else:
+            data = wrote[1] if want == wrote[0] else self.repo.read(want)[1]
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.gitstate-{os.getpid()}")
             tmp.write_bytes(data)
             os.replace(tmp, target)
-            self._stage(tree, path, object_id("blob", data))
+        self._stage(tree, path, want)
 
-    def _stage(self, tree: Worktree, path: str, blob: Oid) -> None:
+    def _synced(self, tree: Worktree, path: str) -> str | None:
+        known = _read_record(tree)
+        return known[1].get(path) if known else None
+
+    def _stage(self, tree: Worktree, path: str, blob: Oid | None) -> None:
         known = _read_record(tree)
         before = _index_checksum(tree)
         for attempt in range(20):
-            proc = self.repo.git("update-index", "--add", "--", path, worktree=tree, check=False)
+            proc = self.repo.git("update-index", "--add", "--remove", "--", path, worktree=tree, check=False)
             if proc.returncode == 0:
                 # Entries recorded for the index as it was stay true: only ``path`` changed.
                 entries = known[1] if known and known[0] == before else {}
-                _write_record(tree, _index_checksum(tree), {**entries, path: blob})
+                entries = {k: v for k, v in entries.items() if k != path}
+                if blob is not None:
+                    entries[path] = blob
+                _write_record(tree, _index_checksum(tree), entries)
                 return
             time.sleep(0.005 * (attempt + 1))
         self.notify(
@@ -85,6 +129,10 @@ class Checkouts:
         if len(entries) != 1 or not entries[0].startswith("100"):
             return None if not entries else _CONFLICTED
         return entries[0].split()[1]
+
+
+def _name(tree: Worktree) -> str:
+    return hashlib.sha1(str(tree.git_dir).encode()).hexdigest()[:16]  # noqa: S324 (a name, not security)
 
 
 def _index_checksum(tree: Worktree) -> str:

@@ -442,9 +442,20 @@ class Repository:
     # -- work trees ---------------------------------------------------------------------------
 
     def worktree_add(self, path: Path, branch: str) -> Worktree:
-        """Check ``branch`` (an existing branch name) out in a new work tree at ``path``."""
-        self.git("worktree", "add", "--quiet", "--", str(path), branch)
+        """Register a work tree at ``path`` for ``branch`` (an existing branch), files not yet written."""
+        self.git("worktree", "add", "--quiet", "--no-checkout", "--", str(path), branch)
         return self.worktree_at(path)
+
+    def checkout(self, tree: Worktree, branch: str | None = None) -> None:
+        """Write the files of ``tree``'s HEAD (after pointing it at ``branch``) into it."""
+        if branch is not None:
+            self.git("checkout", "--force", "--quiet", branch, "--", worktree=tree)
+        else:
+            self.git("reset", "--hard", "--quiet", worktree=tree)
+
+    def worktree_move(self, old: Path, new: Path) -> Worktree:
+        self.git("worktree", "move", "--", str(old), str(new))
+        return self.worktree_at(new)
 
     def worktree_remove(self, path: Path) -> None:
         """Remove a work tree, uncommitted changes and all (callers save what matters first)."""

@@ -41,7 +41,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from gitstate import names, yamlblock
+from gitstate import canonical, names, yamlblock
 from gitstate.errors import GitStateError, InvalidInput, InvalidState, StateFileError
 from gitstate.model import TASK_FIELDS, Project, Settings, Status, Task, check_graph
 from gitstate.timefmt import format_duration, format_timestamp, parse_duration, parse_timestamp
@@ -337,6 +337,12 @@ def parse(text: str, path: str) -> StateDoc:
         if _SEPARATORS.intersection(line):
             what = "a CR line ending" if "\r" in line else "a Unicode line separator"
             raise StateFileError(path, number, f"has {what}; save it with LF line endings only")
+    return _parse_by_blocks(lines, path) or parse_whole(text, path)
+
+
+def parse_whole(text: str, path: str) -> StateDoc:
+    """The full round-trip parse (any layout, and the error messages)."""
+    lines = split_lines(text)
     try:
         data = yamlblock.load(text)
     except MarkedYAMLError as exc:
@@ -402,7 +408,9 @@ def _refuse_anchors_and_tags(data: CommentedMap, path: str) -> None:
             raise StateFileError(path, line, f"uses a YAML tag ({tag.value}); remove it")
 
 
-def _build(data: CommentedMap, path: str, line_count: int) -> StateDoc:
+def _header(data: CommentedMap, path: str) -> Settings:
+    """The project's settings from the top-level keys (all but ``tasks``)."""
+
     def fail(key: Any, message: str, where: CommentedMap | None = data) -> StateFileError:
         return StateFileError(path, _line(where if where is not None else data, key), message)
 
@@ -417,7 +425,14 @@ def _build(data: CommentedMap, path: str, line_count: int) -> StateDoc:
         raise fail("project", "'project' must be the project's name")
     if expected is not None and name != expected:
         raise fail("project", f"'project' is {name!r} but the directory is {expected!r}; make them match")
-    settings = _read_settings(data, fail)
+    return _read_settings(data, fail)
+
+
+def _build(data: CommentedMap, path: str, line_count: int) -> StateDoc:
+    def fail(key: Any, message: str, where: CommentedMap | None = data) -> StateFileError:
+        return StateFileError(path, _line(where if where is not None else data, key), message)
+
+    settings = _header(data, path)
     raw_tasks = data.get("tasks")
     if raw_tasks is not None and not isinstance(raw_tasks, CommentedMap):
         raise fail("tasks", "'tasks' must be a mapping of task id to fields")
@@ -459,6 +474,69 @@ def _read_settings(data: CommentedMap, fail: Callable[..., StateFileError]) -> S
         )
     except FieldError as exc:
         raise fail(exc.key, str(exc)) from None
+
+
+def _parse_by_blocks(lines: list[str], path: str) -> StateDoc | None:
+    """The common layout (header, then ``tasks:`` to the end), read block by block.
+
+    Blocks in gitstate's plain layout are read without a YAML library; other
+    blocks, and the header, with it. None when the file has another layout
+    or any problem: the full parse then reads it and names the line.
+    """
+    try:
+        start = lines.index("tasks:\n")
+    except ValueError:
+        return None
+    indent = None
+    keys: list[int] = []
+    for number in range(start + 1, len(lines)):
+        line = lines[number]
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        column = len(line) - len(line.lstrip(" "))
+        if indent is None:
+            indent = column
+        if column == 0 or column < indent:
+            return None  # another top-level key after the tasks, or an odd indentation
+        if column == indent:
+            keys.append(number)
+    try:
+        header = yamlblock.load("".join(lines[:start])) or CommentedMap()
+        if not isinstance(header, CommentedMap) or "tasks" in header:
+            return None
+        _refuse_anchors_and_tags(header, path)
+        settings = _header(header, path)
+        tasks: dict[str, Task] = {}
+        spans = _spans(keys, len(lines))
+        for first, end in spans:
+            task = _read_block(lines[first:end], indent or 0, path)
+            if task is None or task.id in tasks:
+                return None
+            tasks[task.id] = task
+        check_graph(tasks)
+    except (GitStateError, YAMLError, RecursionError):
+        return None
+    names = sorted(header, key=lambda k: header.lc.key(k)[0])
+    top = dict(zip(names, _spans([header.lc.key(k)[0] for k in names], start), strict=True))
+    top["tasks"] = (start, len(lines))
+    task_spans = dict(zip(tasks, spans, strict=True))
+    return StateDoc(Project(settings, tasks), top, task_spans, indent if tasks else None, len(lines))
+
+
+def _read_block(block: list[str], indent: int, path: str) -> Task | None:
+    plain = canonical.read(block, indent)
+    try:
+        if plain is not None:
+            return read_task(*plain)
+        data = yamlblock.load(yamlblock.dedent(block, indent))
+        if not isinstance(data, CommentedMap) or len(data) != 1:
+            return None
+        _refuse_anchors_and_tags(data, path)
+        task_id, fields = next(iter(data.items()))
+        return read_task(task_id, fields)
+    except (FieldError, GitStateError, YAMLError, RecursionError):
+        return None
 
 
 def _spans(starts: list[int], end: int) -> list[Span]:
@@ -531,7 +609,7 @@ def apply(doc: StateDoc, text: str, new: Project) -> tuple[str, StateDoc]:
     edits: list[Edit] = []
     for task in changed:
         start, end = doc.tasks[task.id]
-        edits.append((start, end, _edit_task(lines[start:end], indent, task)))
+        edits.append((start, end, _edit_task(lines[start:end], indent, task, old.tasks[task.id])))
     at = doc.top["tasks"][1]
     inserted: list[str] = []
     offsets: dict[str, Span] = {}
@@ -591,7 +669,13 @@ def _task_mutator(new: Task) -> Callable[[CommentedMap], None]:
     return mutate
 
 
-def _edit_task(block: Sequence[str], indent: int, new: Task) -> list[str]:
+def _edit_task(block: Sequence[str], indent: int, new: Task, old: Task | None = None) -> list[str]:
+    body, trailer = yamlblock.split_trailer(block)
+    fresh = canonical.emit(new.id, task_fields(new), indent, OMIT)
+    if fresh is not None and (
+        not block or (old is not None and body == canonical.emit(old.id, task_fields(old), indent, OMIT))
+    ):
+        return fresh + trailer  # both in the plain layout: no YAML library needed
     mutate = _task_mutator(new)
     try:
         return yamlblock.edit_block(block, indent, mutate, lambda d: _loads_as(d, new))

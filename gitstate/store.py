@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from gitstate import statefile
+from gitstate import locks, statefile
 from gitstate.cache import ParseCache
 from gitstate.checkout import Checkouts
 from gitstate.errors import (
@@ -34,7 +34,7 @@ from gitstate.errors import (
     RepositoryError,
     StateFileError,
 )
-from gitstate.git import Oid, Repository
+from gitstate.git import Oid, Repository, Worktree
 from gitstate.model import Project, check_graph
 from gitstate.names import check_project_name
 from gitstate.statefile import StateDoc, state_path
@@ -53,6 +53,13 @@ class Change:
     summary: str
     tasks: tuple[str, ...] = ()
     agent: str | None = None
+    events: tuple[str, ...] = ()  # one per task, when the tasks had different events
+
+
+@dataclass(frozen=True)
+class _Published:
+    result: Committed
+    catch_up: tuple[list[Worktree], str, Oid | None, tuple[Oid, bytes]] | None
 
 
 @dataclass(frozen=True)
@@ -194,66 +201,56 @@ class Store:
         step: Callable[[Oid], tuple[StateDoc | None, str, Oid | None, Change | None]],
     ) -> Committed:
         with self._locked():
-            for attempt in range(MAX_ATTEMPTS):
-                head = self.head()
-                doc, text, old_blob, change = step(head)
-                if change is None or (doc is not None and change.project == doc.project):
-                    assert doc is not None  # noqa: S101 (only updates return no change)
-                    return Committed(head, doc.project, changed=False)
-                try:
-                    check_graph(change.project.tasks)
-                except InvalidState as exc:
-                    raise InvalidState(f"{change.project.name}: {exc}") from None
-                if doc is None:
-                    new_text, new_doc = statefile.render_new(change.project)
-                else:
-                    new_text, new_doc = statefile.apply(doc, text, change.project)
-                data = new_text.encode()
-                blob = self.repo.write_object("blob", data)
-                tree = self.repo.replace_path(self.repo.commit_tree_oid(head), path, blob)
-                author = self.repo.identity(change.agent or self.agent or "gitstate")
-                who = change.agent or self.agent or author.name
-                message = commit_message(change, doc.project if doc else None, who)
-                commit = self.repo.write_commit(tree, [head], message, author, date=self.clock.git_date())
-                try:
-                    checkouts = self.checkouts.check(path, old_blob)
-                except DirtyStateFile:
-                    if self.repo.resolve(self.ref) == head:
-                        raise
-                    continue  # the branch moved (and the checkout with it): start again
-                if self.repo.update_ref(self.ref, commit, head):
-                    self.cache.put(blob, new_doc, new_text)
-                    self.checkouts.update(checkouts, path, old_blob, data)
-                    return Committed(commit, change.project)
-                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+            published = self._publish(path, step)
+        if published.catch_up is not None:
+            self.checkouts.catch_up(*published.catch_up)
+        return published.result
+
+    def _publish(
+        self,
+        path: str,
+        step: Callable[[Oid], tuple[StateDoc | None, str, Oid | None, Change | None]],
+    ) -> _Published:
+        for attempt in range(MAX_ATTEMPTS):
+            head = self.head()
+            doc, text, old_blob, change = step(head)
+            if change is None or (doc is not None and change.project == doc.project):
+                assert doc is not None  # noqa: S101 (only updates return no change)
+                return _Published(Committed(head, doc.project, changed=False), None)
+            try:
+                check_graph(change.project.tasks)
+            except InvalidState as exc:
+                raise InvalidState(f"{change.project.name}: {exc}") from None
+            if doc is None:
+                new_text, new_doc = statefile.render_new(change.project)
+            else:
+                new_text, new_doc = statefile.apply(doc, text, change.project)
+            data = new_text.encode()
+            blob = self.repo.write_object("blob", data)
+            tree = self.repo.replace_path(self.repo.commit_tree_oid(head), path, blob)
+            author = self.repo.identity(change.agent or self.agent or "gitstate")
+            who = change.agent or self.agent or author.name
+            message = commit_message(change, doc.project if doc else None, who)
+            commit = self.repo.write_commit(tree, [head], message, author, date=self.clock.git_date())
+            try:
+                checkouts = self.checkouts.check(path, old_blob)
+            except DirtyStateFile:
+                if self.repo.resolve(self.ref) == head:
+                    raise
+                continue  # the branch moved (and the checkout with it): start again
+            if self.repo.update_ref(self.ref, commit, head):
+                self.cache.put(blob, new_doc, new_text)
+                catch_up = (checkouts, path, old_blob, (blob, data)) if checkouts else None
+                return _Published(Committed(commit, change.project), catch_up)
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
         raise Busy(
             f"{self.ref} kept moving: {MAX_ATTEMPTS} attempts in a row lost the race to other "
             "writers; retry in a moment"
         )
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        from filelock import FileLock, Timeout
-
-        folder = self.repo.common_dir / "gitstate" / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / (self.ref.replace("/", "%") + ".lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            self.notify(f"waiting for another gitstate writer on {self.branch} ({lock.lock_file})")
-            try:
-                lock.acquire(timeout=self.lock_timeout)
-            except Timeout:
-                raise Busy(
-                    f"another gitstate process has held the lock on {self.branch} for "
-                    f"{self.lock_timeout:g}s ({lock.lock_file}); retry, or raise "
-                    "GITSTATE_LOCK_TIMEOUT"
-                ) from None
-        try:
-            yield
-        finally:
-            lock.release()
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        path = locks.lock_path(self.repo.common_dir, self.ref.replace("/", "%"))
+        return locks.held(path, self.lock_timeout, what=f"the state of {self.branch}", notify=self.notify)
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -265,7 +262,7 @@ def commit_message(change: Change, old: Project | None, agent: str) -> str:
     """Subject, blank line, trailers: ``git log --grep`` and ``%(trailers)`` read them."""
     trailers = [f"Gitstate-Project: {change.project.name}"]
     trailers += [f"Gitstate-Task: {task_id}" for task_id in change.tasks]
-    trailers.append(f"Gitstate-Event: {change.event}")
+    trailers += [f"Gitstate-Event: {event}" for event in change.events or (change.event,)]
     trailers.append(f"Gitstate-Agent: {_one_line(agent)}")
     for task_id in change.tasks:
         new = change.project.tasks.get(task_id)

@@ -50,32 +50,61 @@ def work(
     stop = stop or threading.Event()
     caps = None if capabilities is None else tuple(capabilities)
     ran: list[Ran] = []
-    while not stop.is_set() and (max_tasks is None or len(ran) < max_tasks):
+    trees = Worktrees(store.repo)
+    idle = trees.idle_path(name)
+    following: agent.Claim | None = None
+    with agent.working_as(store, name):
         try:
-            claimed = agent.claim(store, name, project, caps, env=dict(os.environ))
-        except NothingReady as exc:
-            if not wait:
-                say(f"{name}: nothing to do: {exc}")
-                break
-            stop.wait(poll)
-            continue
-        say(f"{name}: took {claimed.project.name}/{claimed.task.id} (attempt {claimed.task.attempts})")
-        ran.append(run_claimed(store, claimed, name, stop))
-        last = ran[-1]
-        status = last.final.status if last.final else "left to its new holder"
-        say(f"{name}: {last.project}/{last.task.id} {status}")
-        if once:
-            break
+            while not stop.is_set() and (max_tasks is None or len(ran) < max_tasks):
+                claimed, following = following, None
+                if claimed is None:
+                    try:
+                        claimed = agent.claim(store, name, project, caps, env=dict(os.environ), reuse=idle)
+                    except NothingReady as exc:
+                        if not wait:
+                            say(f"{name}: nothing to do: {exc}")
+                            break
+                        stop.wait(poll)
+                        continue
+                where = f"{claimed.project.name}/{claimed.task.id}"
+                say(f"{name}: took {where} (attempt {claimed.task.attempts})")
+                # With a project named, finishing a task and taking the next one
+                # are one commit (the next one is that project's best anyway).
+                more = project is not None and not once and (max_tasks is None or len(ran) + 1 < max_tasks)
+                item, following = run_claimed(store, claimed, name, stop, chain=more, capabilities=caps)
+                ran.append(item)
+                status = item.final.status if item.final else "left to its new holder"
+                say(f"{name}: {item.project}/{item.task.id} {status}")
+                if once:
+                    break
+        finally:
+            if following is not None:  # stopped with a task taken but not started: give it back
+                agent.release(
+                    store, following.project.name, following.task.id, agent=name, reason="agent stopped"
+                )
+            if idle.exists():  # the worktree kept between tasks goes when the agent stops
+                trees.remove(idle)
     return ran
 
 
-def run_claimed(store: Store, claimed: agent.Claim, name: str, stop: threading.Event) -> Ran:
+def run_claimed(
+    store: Store,
+    claimed: agent.Claim,
+    name: str,
+    stop: threading.Event,
+    *,
+    chain: bool = False,
+    capabilities: tuple[str, ...] | None = None,
+) -> tuple[Ran, agent.Claim | None]:
+    """Run one claimed task to its end. With ``chain``, a success also claims the
+    project's next ready task in the same commit; that claim is returned."""
     project, task, tree = claimed.project, claimed.task, claimed.worktree
+    following = None
     with agent.holding(store, project.name, task.id):
         command = task.command or project.settings.command
         if not command or tree is None:
-            final = agent.fail(store, project.name, task.id, error=NO_COMMAND, agent=name)
-            return Ran(project.name, task, None, final)
+            final = agent.fail(store, project.name, task.id, error=NO_COMMAND, agent=name, park=name)
+            return Ran(project.name, task, None, final), None
         env = {**os.environ, **agent.task_environment(project, task, tree)}
 
         def heartbeat() -> bool:
@@ -93,15 +122,26 @@ def run_claimed(store: Store, claimed: agent.Claim, name: str, stop: threading.E
             stop=stop,
         )
         if outcome.reason == "lost_lease" or not _still_ours(store, project.name, task, name):
-            return Ran(project.name, task, outcome, None)
-        if outcome.ok:
-            final = agent.done(store, project.name, task.id, result=outcome.tail or "exited 0", agent=name)
+            return Ran(project.name, task, outcome, None), None
+        result = outcome.tail or "exited 0"
+        if outcome.ok and chain:
+            final, following = agent.done_and_claim(
+                store,
+                project.name,
+                task.id,
+                result=result,
+                agent=name,
+                capabilities=capabilities,
+                env=dict(os.environ),
+            )
+        elif outcome.ok:
+            final = agent.done(store, project.name, task.id, result=result, agent=name, park=name)
         elif outcome.reason == "stopped":
             reason = "stopped before it finished; its work so far is saved on the task branch"
-            final = agent.release(store, project.name, task.id, agent=name, reason=reason)
+            final = agent.release(store, project.name, task.id, agent=name, reason=reason, park=name)
         else:
-            final = agent.fail(store, project.name, task.id, error=outcome.summary(), agent=name)
-        return Ran(project.name, task, outcome, final)
+            final = agent.fail(store, project.name, task.id, error=outcome.summary(), agent=name, park=name)
+        return Ran(project.name, task, outcome, final), following
 
 
 def _still_ours(store: Store, project: str, task: Task, name: str) -> bool:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from gitstate import executor
-from gitstate.errors import Busy, GitStateError
+from gitstate import executor, locks
+from gitstate.errors import GitStateError
 from gitstate.git import Repository, Worktree
 from gitstate.model import Settings
 
 LOCK_TIMEOUT = 120.0
+IDLE = ".idle"  # <root>/.idle/<agent>: a worktree kept between one agent's tasks
 
 
 class Worktrees:
@@ -38,32 +39,43 @@ class Worktrees:
     def path_for(self, project: str, task_id: str) -> Path:
         return self.root / project / task_id
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        from filelock import FileLock, Timeout
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        path = locks.lock_path(self.repo.common_dir, "worktrees")
+        return locks.held(path, LOCK_TIMEOUT, what="the worktree lock")
 
-        folder = self.repo.common_dir / "gitstate" / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / "worktrees.lock")
-        try:
-            lock.acquire(timeout=LOCK_TIMEOUT)
-        except Timeout:
-            raise Busy(
-                f"another gitstate process held {lock.lock_file} for {LOCK_TIMEOUT:g}s; retry"
-            ) from None
-        try:
-            yield
-        finally:
-            lock.release()
+    def create(self, project: str, task_id: str, branch: str, reuse: Path | None = None) -> Worktree:
+        """A worktree with ``branch`` checked out; a leftover one at its path is discarded first.
 
-    def create(self, project: str, task_id: str, branch: str) -> Worktree:
-        """A fresh worktree with ``branch`` checked out; a leftover one is discarded first."""
+        ``reuse`` is an idle worktree (see ``park``) to move into place instead
+        of making a new one: then only the files that differ are written.
+        """
         path = self.path_for(project, task_id)
+        # Only registering (or moving) the worktree needs the lock; writing its
+        # files, the slow part, touches nothing shared, so agents do it side by side.
         with self.locked():
             if path.exists():
                 self._discard(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            return self.repo.worktree_add(path, branch)
+            if reuse is not None and (reuse / ".git").is_file():
+                tree = self.repo.worktree_move(reuse, path)
+            else:
+                reuse = None
+                tree = self.repo.worktree_add(path, branch)
+        self.repo.checkout(tree, branch if reuse is not None else None)
+        return tree
+
+    def idle_path(self, agent: str) -> Path:
+        return self.root / IDLE / agent
+
+    def park(self, path: Path, agent: str) -> Path:
+        """Keep a finished task's worktree (all its work committed) for the agent's next task."""
+        idle = self.idle_path(agent)
+        with self.locked():
+            if idle.exists():
+                self._discard(idle)
+            idle.parent.mkdir(parents=True, exist_ok=True)
+            self.repo.worktree_move(path, idle)
+        return idle
 
     def set_up(self, tree: Worktree, settings: Settings, env: Mapping[str, str], timeout: float) -> None:
         """Copy the listed untracked files in, then run the project's setup command."""
@@ -93,7 +105,7 @@ class Worktrees:
             self.repo.worktree_remove(path)
         if path.exists():  # a directory git did not know (a crash before `worktree add` finished)
             shutil.rmtree(path, ignore_errors=True)
-        self.repo.worktree_prune()
+            self.repo.worktree_prune()
 
     def existing(self) -> dict[tuple[str, str], Path]:
         """Every task worktree git knows of, and stray folders under the root, by (project, id)."""
@@ -104,9 +116,16 @@ class Worktrees:
                 found[key] = path
         if self.root.is_dir():
             for project in self.root.iterdir():
+                if project.name == IDLE:
+                    continue
                 for task in project.iterdir() if project.is_dir() else ():
                     found.setdefault((project.name, task.name), task)
         return found
+
+    def idle(self) -> dict[str, Path]:
+        """Parked worktrees by agent name."""
+        folder = self.root / IDLE
+        return {entry.name: entry for entry in sorted(folder.iterdir())} if folder.is_dir() else {}
 
     def _task_of(self, path: Path) -> tuple[str, str] | None:
         try:
@@ -114,4 +133,4 @@ class Worktrees:
         except ValueError:
             return None
         parts = relative.parts
-        return (parts[0], parts[1]) if len(parts) == 2 else None
+        return (parts[0], parts[1]) if len(parts) == 2 and parts[0] != IDLE else None

@@ -165,7 +165,15 @@ def is_trailer_line(line: str) -> bool:
     return not stripped or stripped.startswith("#")
 
 
-def _dedent(lines: Iterable[str], indent: int) -> str:
+def split_trailer(lines: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A block's lines, and the blank and comment lines that end it."""
+    end = len(lines)
+    while end > 1 and is_trailer_line(lines[end - 1]):
+        end -= 1
+    return list(lines[:end]), list(lines[end:])
+
+
+def dedent(lines: Iterable[str], indent: int) -> str:
     out = []
     for line in lines:
         prefix = len(line) - len(line.lstrip(" "))
@@ -195,15 +203,12 @@ def edit_block(
     stay verbatim after the block, unless they turn out to be part of a value
     (a literal block ending in such lines): then they go through the edit too.
     """
-    end = len(lines)
-    while end > 1 and is_trailer_line(lines[end - 1]):
-        end -= 1
-    body, trailer = list(lines[:end]), list(lines[end:])
-    text = _dedent(body, indent)
+    body, trailer = split_trailer(lines)
+    text = dedent(body, indent)
     data = load(text) if body else CommentedMap()
-    if trailer and to_plain(data) != to_plain(load(_dedent(lines, indent))):
+    if trailer and to_plain(data) != to_plain(load(dedent(lines, indent))):
         body, trailer = list(lines), []
-        text = _dedent(body, indent)
+        text = dedent(body, indent)
         data = load(text)
     if not isinstance(data, CommentedMap):
         raise BlockMismatch("the block is not a mapping")

@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitstate import statefile
+from gitstate import canonical, statefile, yamlblock
 from gitstate.model import Project, Settings, Status, Task
+from gitstate.yamlblock import OMIT
 
 PATH = "projects/api/STATE.yaml"
 HANDWRITTEN = (Path(__file__).parent / "data" / "handwritten.yaml").read_text()
@@ -91,6 +92,7 @@ def test_edits_match_a_fresh_parse(start: str, ops: list[tuple[Any, ...]]) -> No
         before = blocks(text, doc)
         new_text, new_doc = statefile.apply(doc, text, project)
         assert statefile.parse(new_text, PATH) == new_doc
+        assert statefile.parse_whole(new_text, PATH) == new_doc
         after = blocks(new_text, new_doc)
         for tid, block in before.items():
             if tid not in touched:
@@ -100,3 +102,38 @@ def test_edits_match_a_fresh_parse(start: str, ops: list[tuple[Any, ...]]) -> No
                     block.rstrip("\n")
                 )
         text, doc = new_text, new_doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.fixed_dictionaries(
+        {"title": title}, optional={k: v for k, v in FIELD_VALUES.items() if k != "title"}
+    ),
+    indent=st.sampled_from([2, 4]),
+)
+def test_the_plain_layout_reads_the_same_with_a_yaml_library(fields: dict[str, Any], indent: int) -> None:
+    task = Task(id="t-1", **fields)
+    lines = canonical.emit(task.id, statefile.task_fields(task), indent, OMIT)
+    if lines is None:
+        return  # needs the YAML path: covered by the test above
+    loaded = yamlblock.load(yamlblock.dedent(lines, indent))
+    assert statefile.read_task("t-1", loaded["t-1"]) == task
+    plain = canonical.read(lines, indent)
+    assert plain is not None
+    assert statefile.read_task(*plain) == task
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=12))
+def test_the_plain_reader_never_disagrees_with_a_yaml_library(value: str) -> None:
+    # Whatever one line of text says, the plain reader either declines it or
+    # reads exactly what the YAML library reads.
+    line = f"  t-1:\n    title: {value}\n"
+    plain = canonical.read(statefile.split_lines(line), 2)
+    if plain is None:
+        return
+    try:
+        loaded = yamlblock.load(yamlblock.dedent(statefile.split_lines(line), 2))
+    except Exception:  # noqa: BLE001
+        raise AssertionError(f"plain reader accepted what YAML refuses: {line!r}") from None
+    assert yamlblock.to_plain(loaded["t-1"]) == plain[1]
