@@ -149,6 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=120)
     parser.add_argument("--agents", default="1,4,20")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration (medians are shown)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     environ = env()
@@ -160,10 +161,17 @@ def main() -> None:
     # the run with the mean of those two.
     runs = []
     for n in args.agents.split(","):
-        before = naive(environ, 40)
-        run = throughput(environ, int(n), args.tasks)
-        after = naive(environ, 40)
-        runs.append({**run, "naive_tasks_per_s": (before + after) / 2})
+        repeats = []
+        for _ in range(args.repeat):
+            before = naive(environ, 40)
+            run = throughput(environ, int(n), args.tasks)
+            after = naive(environ, 40)
+            naive_rate = (before + after) / 2
+            repeats.append({**run, "naive_tasks_per_s": naive_rate, "ratio": run["tasks_per_s"] / naive_rate})
+        middle = sorted(repeats, key=lambda r: r["ratio"])[len(repeats) // 2]
+        runs.append({**middle, "ratios": [round(r["ratio"], 2) for r in repeats],
+                     "double_claims": sum(r["double_claims"] for r in repeats),
+                     "worktrees_left": max(r["worktrees_left"] for r in repeats)})
     naive_rate = statistics.median(r["naive_tasks_per_s"] for r in runs)
     if args.json:
         print(json.dumps({"naive_tasks_per_s": naive_rate, "git_commit_s": commit, "claim_s": bare,
@@ -172,10 +180,11 @@ def main() -> None:
     print(f"naive loop (worktree add -b, no-op, commit, remove): median {naive_rate:.1f} tasks/s")
     print(f"git commit: {commit * 1000:.1f} ms; claim: {bare * 1000:.1f} ms ({bare / commit:.2f}x); "
           f"claim with worktree: {full * 1000:.1f} ms ({full / commit:.2f}x)")
-    print(f"{'agents':>6} {'tasks':>6} {'done':>5} {'seconds':>8} {'tasks/s':>8} {'naive':>7} {'ratio':>6} {'double claims':>14} {'worktrees left':>15}")
+    print(f"median of {args.repeat} runs each (the run with the median ratio is shown; all ratios in brackets)")
+    print(f"{'agents':>6} {'tasks':>6} {'done':>5} {'seconds':>8} {'tasks/s':>8} {'naive':>7} {'ratio':>6} {'all ratios':>20} {'double claims':>14} {'worktrees left':>15}")
     for r in runs:
         print(f"{r['agents']:>6} {r['tasks']:>6} {r['done']:>5} {r['seconds']:>8.1f} {r['tasks_per_s']:>8.1f} "
-              f"{r['naive_tasks_per_s']:>7.1f} {r['tasks_per_s'] / r['naive_tasks_per_s']:>5.2f}x "
+              f"{r['naive_tasks_per_s']:>7.1f} {r['ratio']:>5.2f}x {str(r['ratios']):>20} "
               f"{r['double_claims']:>14} {r['worktrees_left']:>15}")
 
 

@@ -249,3 +249,52 @@ def test_secrets_never_reach_state_commits_or_logs(api: Store, repo: Path) -> No
     for text in (everything, logs, state_text(repo, "api")):
         assert secret not in text and "hunter2" not in text
     assert f"leaked {MARK}" in logs and f"password={MARK}" in logs
+
+
+def test_cli_work_reap_gc_release(api: Store, repo: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["-C", str(repo), "work", "api", "--agent", "w1", "--max-tasks", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert [(r["id"], r["status"], r["outcome"]) for r in payload["runs"]] == [
+        ("t-high", "completed", "exited")
+    ]
+    assert (
+        git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    )  # the agent's worktree went with it
+    claimed = runner.invoke(cli, ["-C", str(repo), "claim", "api", "--agent", "c1", "--no-worktree"])
+    assert claimed.exit_code == 0
+    assert runner.invoke(cli, ["-C", str(repo), "reap"]).stdout == "no lease has run out\n"
+    released = runner.invoke(cli, ["-C", str(repo), "release", "api", "t-low", "--agent", "c1", "--json"])
+    assert json.loads(released.stdout)["task"]["status"] == "pending"
+    tasks.cancel(api, "api", "t-low")
+    cleaned = runner.invoke(cli, ["-C", str(repo), "gc"])
+    assert cleaned.stdout == "removed branch refs/heads/gitstate/api/t-low\n"
+    renew = runner.invoke(cli, ["-C", str(repo), "renew", "api", "t-high", "--agent", "w1"])
+    assert (renew.exit_code, renew.stderr) == (
+        1,
+        "error: w1 does not hold api/t-high any more; its lease may have expired\n",
+    )
+
+
+def test_work_runs_nothing_without_a_command_and_says_so(store: Store, repo: Path) -> None:
+    projects.create(store, "api")
+    tasks.add(store, "api", "no command", None, "t-1")
+    from gitstate import worker
+
+    ran = worker.work(store, "w", project="api", max_tasks=1)
+    assert ran[0].final is not None and ran[0].final.status == Status.PENDING
+    assert ran[0].final.error is not None and ran[0].final.error.startswith("no command to run")
+
+
+def test_one_agent_name_one_worker(api: Store, repo: Path) -> None:
+    from gitstate import worker
+    from gitstate.errors import Busy
+
+    with (
+        agent.working_as(api, "same"),
+        pytest.raises(Busy, match="another `gitstate work --agent same` runs"),
+    ):
+        worker.work(api, "same", project="api")
