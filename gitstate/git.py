@@ -430,6 +430,57 @@ class Repository:
             )
         raise GitFailed(["update-ref", ref], proc.returncode or 1, err)
 
+    def merge_tree(self, ours: str, theirs: str, *, skip_driver: str | None = None) -> tuple[Oid, list[str]]:
+        """The merged tree of two commits (no work tree or index touched), and conflicted paths.
+
+        ``skip_driver`` names a merge driver to make a no-op for this merge (the
+        caller merges those files itself, faster than a process per file).
+        """
+        options = ["-c", f"merge.{skip_driver}.driver=true"] if skip_driver else []
+        proc = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(self.common_dir),
+                *options,
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "-z",
+                "--no-messages",
+                ours,
+                theirs,
+            ],
+            capture_output=True,
+            env=self.env,
+            cwd=self.toplevel or self.common_dir,
+            check=False,
+        )
+        if proc.returncode not in (0, 1):
+            raise GitFailed(
+                ["merge-tree", ours, theirs], proc.returncode, proc.stderr.decode(errors="replace")
+            )
+        parts = proc.stdout.decode("utf-8", errors="surrogateescape").split("\0")
+        conflicts = list(dict.fromkeys(p for p in parts[1:] if p)) if proc.returncode == 1 else []
+        return Oid(parts[0]), conflicts
+
+    def merge_base(self, one: str, other: str) -> Oid | None:
+        proc = self.git("merge-base", one, other, check=False)
+        return Oid(proc.stdout.decode().strip()) if proc.returncode == 0 else None
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """Paths that differ between two commits (or trees)."""
+        out = self.git("diff-tree", "-r", "--name-only", "-z", "--no-commit-id", old, new).stdout
+        return [p for p in out.decode("utf-8", errors="surrogateescape").split("\0") if p]
+
+    def update_checkout(self, tree: Worktree, old: str, new: str) -> bool:
+        """Move a checkout's index and files from commit ``old`` to ``new`` (``git read-tree -m -u``).
+
+        Refuses, changing nothing, when a path it would touch has local changes
+        (or an untracked file is in the way): returns False.
+        """
+        return self.git("read-tree", "-m", "-u", old, new, worktree=tree, check=False).returncode == 0
+
     def refs(self, prefix: str) -> dict[str, Oid]:
         """Every ref under ``prefix`` (e.g. ``refs/heads/gitstate/``) and what it points at."""
         out = self.git("for-each-ref", "--format=%(objectname) %(refname)", prefix).stdout.decode()

@@ -34,7 +34,7 @@ from gitstate.errors import (
     RepositoryError,
     StateFileError,
 )
-from gitstate.git import Oid, Repository, Worktree
+from gitstate.git import Oid, Repository
 from gitstate.model import Project, check_graph
 from gitstate.names import check_project_name
 from gitstate.statefile import StateDoc, state_path
@@ -57,9 +57,13 @@ class Change:
 
 
 @dataclass(frozen=True)
-class _Published:
-    result: Committed
-    catch_up: tuple[list[Worktree], str, Oid | None, tuple[Oid, bytes]] | None
+class Built:
+    """A commit made on top of the branch's tip, ready to publish."""
+
+    commit: Oid
+    paths: tuple[str, ...]  # the STATE.yaml files it changes: checked for a person's edits first
+    project: Project | None = None
+    cache: tuple[Oid, StateDoc, str] | None = None  # (blob, parsed, text) of a STATE.yaml it wrote
 
 
 @dataclass(frozen=True)
@@ -200,23 +204,14 @@ class Store:
         path: str,
         step: Callable[[Oid], tuple[StateDoc | None, str, Oid | None, Change | None]],
     ) -> Committed:
-        with self._locked():
-            published = self._publish(path, step)
-        if published.catch_up is not None:
-            self.checkouts.catch_up(*published.catch_up)
-        return published.result
+        unchanged: list[Project] = []
 
-    def _publish(
-        self,
-        path: str,
-        step: Callable[[Oid], tuple[StateDoc | None, str, Oid | None, Change | None]],
-    ) -> _Published:
-        for attempt in range(MAX_ATTEMPTS):
-            head = self.head()
-            doc, text, old_blob, change = step(head)
+        def build(head: Oid) -> Built | None:
+            doc, text, _, change = step(head)
             if change is None or (doc is not None and change.project == doc.project):
                 assert doc is not None  # noqa: S101 (only updates return no change)
-                return _Published(Committed(head, doc.project, changed=False), None)
+                unchanged[:] = [doc.project]
+                return None
             try:
                 check_graph(change.project.tasks)
             except InvalidState as exc:
@@ -225,28 +220,57 @@ class Store:
                 new_text, new_doc = statefile.render_new(change.project)
             else:
                 new_text, new_doc = statefile.apply(doc, text, change.project)
-            data = new_text.encode()
-            blob = self.repo.write_object("blob", data)
+            blob = self.repo.write_object("blob", new_text.encode())
             tree = self.repo.replace_path(self.repo.commit_tree_oid(head), path, blob)
-            author = self.repo.identity(change.agent or self.agent or "gitstate")
-            who = change.agent or self.agent or author.name
-            message = commit_message(change, doc.project if doc else None, who)
-            commit = self.repo.write_commit(tree, [head], message, author, date=self.clock.git_date())
-            try:
-                checkouts = self.checkouts.check(path, old_blob)
-            except DirtyStateFile:
-                if self.repo.resolve(self.ref) == head:
-                    raise
-                continue  # the branch moved (and the checkout with it): start again
-            if self.repo.update_ref(self.ref, commit, head):
-                self.cache.put(blob, new_doc, new_text)
-                catch_up = (checkouts, path, old_blob, (blob, data)) if checkouts else None
-                return _Published(Committed(commit, change.project), catch_up)
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
-        raise Busy(
-            f"{self.ref} kept moving: {MAX_ATTEMPTS} attempts in a row lost the race to other "
-            "writers; retry in a moment"
-        )
+            commit = self.commit(tree, [head], change, doc.project if doc else None)
+            return Built(commit, (path,), change.project, (blob, new_doc, new_text))
+
+        commit, built = self.publish(build)
+        if built is None:
+            return Committed(commit, unchanged[0], changed=False)
+        assert built.project is not None  # noqa: S101 (set by build)
+        return Committed(commit, built.project)
+
+    def commit(self, tree: str, parents: list[str], change: Change, old: Project | None) -> Oid:
+        """A commit object for ``change``: author, date and message with its trailers."""
+        author = self.repo.identity(change.agent or self.agent or "gitstate")
+        who = change.agent or self.agent or author.name
+        message = commit_message(change, old, who)
+        return self.repo.write_commit(tree, parents, message, author, date=self.clock.git_date())
+
+    def publish(self, build: Callable[[Oid], Built | None]) -> tuple[Oid, Built | None]:
+        """Move the branch to the commit ``build`` makes on top of the tip (None: no change).
+
+        Under the state lock: read the tip, build, refuse if a checkout has
+        uncommitted edits to the STATE.yaml files the commit changes, then
+        compare-and-swap; a lost race builds again on the new tip. Checkouts
+        catch up afterwards, outside the lock.
+        """
+        with self._locked():
+            for attempt in range(MAX_ATTEMPTS):
+                head = self.head()
+                built = build(head)
+                if built is None:
+                    return head, None
+                try:
+                    checkouts = self.checkouts.check(built.paths, head)
+                except DirtyStateFile:
+                    if self.repo.resolve(self.ref) == head:
+                        raise
+                    continue  # the branch moved (and the checkout with it): start again
+                if self.repo.update_ref(self.ref, built.commit, head):
+                    if built.cache is not None:
+                        self.cache.put(*built.cache)
+                    break
+                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+            else:
+                raise Busy(
+                    f"{self.ref} kept moving: {MAX_ATTEMPTS} attempts in a row lost the race to other "
+                    "writers; retry in a moment"
+                )
+        if checkouts:
+            self.checkouts.catch_up(checkouts, head)
+        return built.commit, built
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         path = locks.lock_path(self.repo.common_dir, self.ref.replace("/", "%"))
