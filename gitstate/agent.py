@@ -59,7 +59,7 @@ class Claim:
     worktree: Worktree | None
 
 
-def _clip(text: str | None) -> str | None:
+def clip(text: str | None) -> str | None:
     if text is None:
         return None
     clean = redact(text).strip()
@@ -309,7 +309,7 @@ def _finish(
         task,
         Status.COMPLETED,
         store.clock.now(),
-        result=_clip(result),
+        result=clip(result),
         error=None,
         lease_expires=None,
     )
@@ -353,7 +353,7 @@ def _give_back(
     tree = _worktree_of(store, project, task_id)
     if tree is not None:
         save_work(store, project, task, tree, f"work in progress ({event} after attempt {task.attempts})")
-    back = requeue(current, task, store.clock.now(), _clip(error))
+    back = requeue(current, task, store.clock.now(), clip(error))
     _record(store, project, task, back, event=event, summary=f"{event} {project}/{task_id}: {back.status}")
     _drop_lease(store, project, task_id)
     _retire(store, project, task_id, park)
@@ -600,53 +600,75 @@ class Cleanup:
 
 def gc(store: Store) -> Cleanup:
     """Remove worktrees, branches and leases that no open task owns."""
-    tasks = {(p.name, t.id): t for p in store.read_all() for t in p.tasks.values()}
+    plan = _plan(store)
     trees = Worktrees(store.repo)
     removed = []
-    for (project, task_id), path in sorted(trees.existing().items()):
-        task = tasks.get((project, task_id))
-        if task is not None and task.status == Status.IN_PROGRESS:
-            continue
-        if not _nobody_holds(store, project, task_id):
-            continue
+    for project, label, path, task in plan.worktrees:
         if task is not None and task.status in (Status.PENDING, Status.FAILED) and (path / ".git").is_file():
             with contextlib.suppress(GitStateError):
-                save_work(store, project, task, store.repo.worktree_at(path), "work in progress saved by gc")
+                tree = store.repo.worktree_at(path)
+                save_work(store, project, task, tree, "work in progress saved by gc")
         trees.remove(path)
-        removed.append(f"{project}/{task_id}")
-    for name, path in trees.idle().items():
-        if locks.is_free(_agent_lock(store, name)):
-            trees.remove(path)
-            removed.append(f"idle worktree of {name}")
+        removed.append(label)
     with trees.locked():
         store.repo.worktree_prune()
-    branches = _sweep(store, f"refs/heads/{BRANCH_PREFIX}/", tasks, keep=_open)
-    leases = _sweep(store, f"{LEASE_PREFIX}/", tasks, keep=lambda t: t.status == Status.IN_PROGRESS)
+    branches = [
+        ref for ref, oid in plan.refs if ref.startswith("refs/heads/") and store.repo.delete_ref(ref, oid)
+    ]
+    leases = [
+        ref for ref, oid in plan.refs if ref.startswith(LEASE_PREFIX) and store.repo.delete_ref(ref, oid)
+    ]
     return Cleanup(tuple(removed), tuple(branches), tuple(leases))
+
+
+def gc_candidates(store: Store) -> list[str]:
+    """What ``gc`` would remove now (worktree labels and refs)."""
+    plan = _plan(store)
+    return [label for _, label, _, _ in plan.worktrees] + [ref for ref, _ in plan.refs]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    worktrees: list[tuple[str, str, Path, Task | None]]  # (project, label, path, its task)
+    refs: list[tuple[str, Oid]]
+
+
+def _plan(store: Store) -> _Plan:
+    tasks = {(p.name, t.id): t for p in store.read_all() for t in p.tasks.values()}
+    trees = Worktrees(store.repo)
+    worktrees: list[tuple[str, str, Path, Task | None]] = []
+    for (project, task_id), path in sorted(trees.existing().items()):
+        task = tasks.get((project, task_id))
+        if (task is None or task.status != Status.IN_PROGRESS) and _nobody_holds(store, project, task_id):
+            worktrees.append((project, f"{project}/{task_id}", path, task))
+    for name, path in trees.idle().items():
+        if locks.is_free(_agent_lock(store, name)):
+            worktrees.append(("", f"idle worktree of {name}", path, None))
+    refs = _unowned(store, f"refs/heads/{BRANCH_PREFIX}/", tasks, keep=_open)
+    refs += _unowned(store, f"{LEASE_PREFIX}/", tasks, keep=lambda t: t.status == Status.IN_PROGRESS)
+    return _Plan(worktrees, refs)
 
 
 def _open(task: Task) -> bool:
     return task.status not in (Status.MERGED, Status.CANCELLED)
 
 
-def _sweep(
+def _unowned(
     store: Store, prefix: str, tasks: dict[tuple[str, str], Task], keep: Callable[[Task], bool]
-) -> list[str]:
+) -> list[tuple[str, Oid]]:
     checked_out = {branch for _, branch in store.repo.worktree_list() if branch}
     main = store.repo.main_worktree()
     if main is not None:
         head = store.repo.head_of(main)
         if head:
             checked_out.add(head)
-    gone = []
+    found = []
     for ref, oid in sorted(store.repo.refs(prefix).items()):
         parts = ref[len(prefix) :].split("/")
         task = tasks.get((parts[0], parts[1])) if len(parts) == 2 else None
-        if (task is not None and keep(task)) or ref in checked_out:
-            continue
-        if store.repo.delete_ref(ref, oid):
-            gone.append(ref)
-    return gone
+        if (task is None or not keep(task)) and ref not in checked_out:
+            found.append((ref, oid))
+    return found
 
 
 # -- finding the task from inside its worktree ----------------------------------------------------

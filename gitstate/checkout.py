@@ -73,7 +73,11 @@ class Checkouts:
             with self._locked(tree):
                 tip = self.repo.resolve(self.ref)
                 record = _read_record(tree)
-                start = record[1] if record else before
+                # The record says where gitstate left the checkout, as long as
+                # nothing rewrote the index since; otherwise a person's git
+                # command did, and the checkout is where the branch was before.
+                trusted = record is not None and record[0] == _index_checksum(tree)
+                start = record[1] if record and trusted else before
                 if tip is None or start == tip:
                     continue
                 if self.repo.update_checkout(tree, start, tip):

@@ -255,9 +255,10 @@ def init(init_branch: str | None) -> None:
     from gitstate.timefmt import Clock
 
     app = _app()
-    name, created = do_init(app.repo, init_branch or app.branch, Clock(app.repo.env))
-    first = " (created its first commit)" if created else ""
-    click.echo(f"gitstate keeps state on branch {name}{first}; add a project: gitstate project add NAME")
+    name, done = do_init(app.repo, init_branch or app.branch, Clock(app.repo.env))
+    for line in done:
+        click.echo(line)
+    click.echo(f"gitstate keeps state on branch {name}; add a project: gitstate project add NAME")
 
 
 # -- projects -----------------------------------------------------------------------------------
@@ -836,6 +837,88 @@ def work(
                 }
             )
         _echo_json({"agent": name, "runs": runs})
+
+
+# -- the coordinator ----------------------------------------------------------------------------
+
+
+@cli.command("merge")
+@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.option(
+    "--strategy",
+    type=click.Choice(["merge", "squash"]),
+    default="merge",
+    show_default=True,
+    help="A merge commit per task (one revertable unit each), or one squashed commit.",
+)
+@json_option
+def merge_cmd(project_name: str | None, strategy: str, as_json: bool) -> None:
+    """Land every completed task branch on the state branch, checked.
+
+    Branches are merged without touching any checkout; conflicts and branches
+    that change more of STATE.yaml than their own task are turned away first;
+    the project's check runs once per batch on exactly what would land
+    (failing batches are split until the culprit is alone). A task that cannot
+    land goes back to pending with the reason in its error.
+    """
+    from gitstate.coordinator import Coordinator
+
+    store = _app().store
+    report = Coordinator(store, strategy=strategy, say=(lambda _: None) if as_json else click.echo).run(
+        [project_name] if project_name else None
+    )
+    if as_json:
+        landings = [
+            {
+                "project": item.project,
+                "id": item.task,
+                "outcome": item.outcome,
+                "detail": item.detail,
+                "commit": item.commit,
+            }
+            for item in report.landings
+        ]
+        _echo_json({"landings": landings, "checks": report.checks})
+    elif not report.landings:
+        click.echo("no completed task is waiting to be merged")
+    else:
+        merged = len(report.merged())
+        click.echo(f"{merged} merged, {len(report.landings) - merged} not; {report.checks} check runs")
+
+
+@cli.command("merge-driver", hidden=True)
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@click.argument("path")
+def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
+    """What git runs to merge a STATE.yaml (git config merge.gitstate.driver)."""
+    from pathlib import Path
+
+    from gitstate.driver import merge_files
+
+    code, messages = merge_files(Path(base), Path(ours), Path(theirs), path)
+    for line in messages:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+@cli.command()
+@json_option
+def doctor(as_json: bool) -> None:
+    """Check this clone: merge driver, STATE.yaml files, stale locks, worktrees (exit 1: problems)."""
+    from gitstate.doctor import examine
+
+    problems, notes = examine(_app().store)
+    if as_json:
+        _echo_json({"problems": problems, "notes": notes})
+    else:
+        for line in notes:
+            click.echo(f"ok: {line}")
+        for line in problems:
+            click.echo(f"problem: {line}")
+    if problems:
+        sys.exit(1)
 
 
 # -- hooks ------------------------------------------------------------------------------------

@@ -97,8 +97,14 @@ def _merge_one(
         conflicts.append(Conflict(ours.id, "(task)", "added", "added with other content (the same id)"))
         return ours
     winner = ours if _beats(ours, theirs) else theirs
+    # When both sides moved the status, to different places, the winning side's
+    # status comes with the fields that describe it, changed or not.
+    fought = ours.status != theirs.status and base.status not in (ours.status, theirs.status)
     values: dict[str, Any] = {}
     for field in (f.name for f in dataclasses.fields(Task)):
+        if fought and field in _FOLLOW_STATUS:
+            values[field] = getattr(winner, field)
+            continue
         b, o, t = getattr(base, field), getattr(ours, field), getattr(theirs, field)
         values[field] = _field(ours.id, field, b, o, t, winner=getattr(winner, field), conflicts=conflicts)
     return Task(**values)

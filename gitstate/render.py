@@ -82,6 +82,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def quoted_title(title: str, limit: int = 60) -> str:
+    """A title on one line, quoted and shortened, for commit subjects."""
+    flat = " ".join(title.split())
+    return f'"{flat[:limit]}…"' if len(flat) > limit else f'"{flat}"'
+
+
 def first_line(text: str, limit: int = 70) -> str:
     line = text.strip().split("\n", 1)[0]
     more = "\n" in text.strip() or len(line) > limit

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gitstate import locks, statefile
@@ -54,6 +54,7 @@ class Change:
     tasks: tuple[str, ...] = ()
     agent: str | None = None
     events: tuple[str, ...] = ()  # one per task, when the tasks had different events
+    trailers: tuple[str, ...] = ()  # more "Key: value" lines, e.g. Gitstate-Check
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class Store:
         assert built.project is not None  # noqa: S101 (set by build)
         return Committed(commit, built.project)
 
-    def commit(self, tree: str, parents: list[str], change: Change, old: Project | None) -> Oid:
+    def commit(self, tree: str, parents: Sequence[str], change: Change, old: Project | None) -> Oid:
         """A commit object for ``change``: author, date and message with its trailers."""
         author = self.repo.identity(change.agent or self.agent or "gitstate")
         who = change.agent or self.agent or author.name
@@ -294,4 +295,5 @@ def commit_message(change: Change, old: Project | None, agent: str) -> str:
         if new is not None and (before is None or before.status != new.status):
             was = before.status.value if before else "new"
             trailers.append(f"Gitstate-Status: {task_id} {was} -> {new.status.value}")
+    trailers += [_one_line(line) for line in change.trailers]
     return f"gitstate: {_one_line(change.summary, 100)}\n\n" + "\n".join(trailers) + "\n"

@@ -14,6 +14,7 @@ from gitstate.errors import AlreadyExists, InvalidInput, NotFound, NothingReady
 from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
 from gitstate.names import check_task_id, new_task_id
 from gitstate.redact import refuse_secrets
+from gitstate.render import quoted_title
 from gitstate.statefile import check_task
 from gitstate.store import Change, Store
 
@@ -64,7 +65,7 @@ def add(
         new_id = task_id or new_task_id(current.tasks)
         task = check_task(Task(id=new_id, title=title, created_at=now, updated_at=now, **fields))
         made[:] = [task]
-        summary = f"add {project}/{new_id} {_quote(title)}"
+        summary = f"add {project}/{new_id} {quoted_title(title)}"
         return Change(current.with_task(task), "add", summary, (new_id,))
 
     store.update(project, change)
@@ -125,8 +126,3 @@ def _check_editable(fields: Mapping[str, Any]) -> None:
         if name not in EDITABLE:
             state = "set by the status machine" if name in TASK_FIELDS else "not a task field"
             raise InvalidInput(f"{name!r} cannot be set directly: it is {state}")
-
-
-def _quote(title: str) -> str:
-    flat = " ".join(title.split())
-    return f'"{flat[:60]}…"' if len(flat) > 60 else f'"{flat}"'

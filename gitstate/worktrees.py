@@ -25,6 +25,7 @@ from gitstate.model import Settings
 
 LOCK_TIMEOUT = 120.0
 IDLE = ".idle"  # <root>/.idle/<agent>: a worktree kept between one agent's tasks
+CHECKS = ".checks"  # <root>/.checks/<project>: where the coordinator runs checks
 
 
 class Worktrees:
@@ -63,6 +64,25 @@ class Worktrees:
                 tree = self.repo.worktree_add(path, branch)
         self.repo.checkout(tree, branch if reuse is not None else None)
         return tree
+
+    def scratch(self, name: str, commit: str) -> Worktree:
+        """A worktree of its own for running checks, with ``commit`` checked out (detached).
+
+        Kept between checks so only the files that differ are rewritten; files
+        a check left behind are removed first, ignored ones (caches) kept.
+        """
+        path = self.root / CHECKS / name
+        if (path / ".git").is_file():
+            tree = self.repo.worktree_at(path)
+            self.repo.git("checkout", "--force", "--quiet", "--detach", commit, "--", worktree=tree)
+            self.repo.git("clean", "-ffdq", worktree=tree)
+            return tree
+        with self.locked():
+            if path.exists():
+                self._discard(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.repo.git("worktree", "add", "--quiet", "--detach", "--", str(path), commit)
+        return self.repo.worktree_at(path)
 
     def idle_path(self, agent: str) -> Path:
         return self.root / IDLE / agent
@@ -116,7 +136,7 @@ class Worktrees:
                 found[key] = path
         if self.root.is_dir():
             for project in self.root.iterdir():
-                if project.name == IDLE:
+                if project.name in (IDLE, CHECKS):
                     continue
                 for task in project.iterdir() if project.is_dir() else ():
                     found.setdefault((project.name, task.name), task)
@@ -133,4 +153,4 @@ class Worktrees:
         except ValueError:
             return None
         parts = relative.parts
-        return (parts[0], parts[1]) if len(parts) == 2 and parts[0] != IDLE else None
+        return (parts[0], parts[1]) if len(parts) == 2 and parts[0] not in (IDLE, CHECKS) else None

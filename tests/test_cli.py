@@ -375,9 +375,12 @@ def test_empty_repository_points_to_init(tmp_path: Path) -> None:
         "error: branch 'main' has no commits yet; run `gitstate init` to create it\n",
     )
     result = CliRunner().invoke(cli, ["-C", str(tmp_path), "init"])
-    assert (
-        result.stdout
-        == "gitstate keeps state on branch main (created its first commit); add a project: gitstate project add NAME\n"
+    assert result.stdout == (
+        "recorded main as the state branch (git config gitstate.branch)\n"
+        "gave main its first commit\n"
+        "configured the STATE.yaml merge driver in this clone\n"
+        "committed .gitattributes on main (projects/*/STATE.yaml merge=gitstate)\n"
+        "gitstate keeps state on branch main; add a project: gitstate project add NAME\n"
     )
     assert CliRunner().invoke(cli, ["-C", str(tmp_path), "status"]).stdout == (
         "no projects on main yet; add one with: gitstate project add NAME\n"

@@ -35,7 +35,9 @@ def test_eight_processes_adding_fifty_tasks_each(repo: Path, store: Store) -> No
     titles = sorted(t.title for t in final.tasks.values())
     assert titles == sorted(f"writer {w} task {n}" for w in range(WRITERS) for n in range(TASKS_EACH))
     # one commit per task, each on top of the last: nothing was lost or merged away
-    assert int(git(repo, "rev-list", "--count", "main")) == 2 + WRITERS * TASKS_EACH  # README, project
+    assert (
+        int(git(repo, "rev-list", "--count", "main")) == 3 + WRITERS * TASKS_EACH
+    )  # README, .gitattributes, project
     assert git(repo, "rev-list", "--merges", "main") == ""
     assert git(repo, "status", "--porcelain") == ""
     fsck(repo)

@@ -189,15 +189,17 @@ def test_repository_without_commits_needs_init(tmp_path: Path) -> None:
         store = Store(handle)
         with pytest.raises(RepositoryError, match="branch 'main' has no commits yet; run `gitstate init`"):
             store.read_all()
-        name, created = projects.init(handle, None, Clock())
-        assert (name, created) == ("main", True)
-        assert projects.init(handle, None, Clock()) == ("main", False)
+        name, done = projects.init(handle, None, Clock())
+        assert (name, len(done)) == ("main", 4)
+        assert projects.init(handle, None, Clock()) == ("main", [])  # nothing left to do
         projects.create(store, "api")
     assert git(path, "status", "--porcelain") == ""
-    assert (
-        git(path, "log", "--format=%s")
-        == "gitstate: create project api\ngitstate: initialise the state branch\n"
+    assert git(path, "log", "--format=%s") == (
+        "gitstate: create project api\n"
+        "gitstate: route STATE.yaml merges to the gitstate merge driver\n"
+        "gitstate: initialise the state branch\n"
     )
+    assert (path / ".gitattributes").read_text() == "projects/*/STATE.yaml merge=gitstate\n"
 
 
 def test_detached_head_without_main_cannot_guess_the_branch(tmp_path: Path) -> None:
