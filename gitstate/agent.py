@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,7 +72,7 @@ def clip(text: str | None) -> str | None:
 def claim(
     store: Store,
     agent: str,
-    project: str | None = None,
+    project: str | Sequence[str] | None = None,
     capabilities: Iterable[str] | None = None,
     *,
     worktree: bool = True,
@@ -124,8 +124,13 @@ def _take(current: Project, agent: str, caps: tuple[str, ...] | None, now: datet
     )
 
 
-def _choose(store: Store, project: str | None, caps: tuple[str, ...] | None) -> tuple[Project, Task]:
-    projects = [store.read(project)] if project else store.read_all()
+def _choose(
+    store: Store, project: str | Sequence[str] | None, caps: tuple[str, ...] | None
+) -> tuple[Project, Task]:
+    if isinstance(project, str):
+        projects = [store.read(project)]
+    else:
+        projects = [store.read(name) for name in project] if project else store.read_all()
     if not projects:
         raise NothingReady("there are no projects yet; add one with `gitstate project add NAME`")
     found = select_next(projects, store.clock.now(), caps)
@@ -549,15 +554,37 @@ def reap(store: Store) -> list[tuple[str, Task]]:
             expiry = lease_expiry(store, project.name, task, now)
             if expiry is not None and expiry > now:
                 continue
-            back = _reap_one(store, project.name, task, expiry)
+            when = format_timestamp(expiry) if expiry else "never set"
+            reason = f"lease expired ({when}); {task.assignee or 'the agent'} stopped renewing it"
+            back = _reap_one(store, project.name, task, reason)
             if back is not None:
                 reaped.append((project.name, back))
     return reaped
 
 
-def _reap_one(store: Store, project: str, task: Task, expiry: datetime | None) -> Task | None:
-    when = format_timestamp(expiry) if expiry else "never set"
-    reason = f"lease expired ({when}); {task.assignee or 'the agent'} stopped renewing it"
+def recover(store: Store, names: Iterable[str]) -> list[tuple[str, Task]]:
+    """Give back, at once, tasks that these agents of this machine held when they died.
+
+    For a supervisor restarting after a crash (or a reboot): an agent name it
+    runs that no live process on this machine answers to cannot be working on
+    anything, so its tasks need not wait for their leases.
+    """
+    mine = {name for name in names if locks.is_free(_agent_lock(store, name))}
+    recovered = []
+    for project in store.read_all():
+        for task in project.tasks.values():
+            if task.status != Status.IN_PROGRESS or task.assignee not in mine:
+                continue
+            if not _nobody_holds(store, project.name, task.id):
+                continue
+            reason = f"{task.assignee} stopped before finishing (its supervisor restarted)"
+            back = _reap_one(store, project.name, task, reason)
+            if back is not None:
+                recovered.append((project.name, back))
+    return recovered
+
+
+def _reap_one(store: Store, project: str, task: Task, reason: str) -> Task | None:
     result: list[Task] = []
 
     def change(current: Project) -> Change | None:
@@ -581,7 +608,7 @@ def _reap_one(store: Store, project: str, task: Task, expiry: datetime | None) -
                 project,
                 task,
                 tree,
-                f"work in progress saved when the lease of attempt {task.attempts} expired",
+                f"work in progress of attempt {task.attempts}, saved when it was given back",
             )
         remove_worktree(store, project, task.id)
     _drop_lease(store, project, task.id)
@@ -644,6 +671,9 @@ def _plan(store: Store) -> _Plan:
     for name, path in trees.idle().items():
         if locks.is_free(_agent_lock(store, name)):
             worktrees.append(("", f"idle worktree of {name}", path, None))
+    for name, path in trees.check_trees().items():
+        if locks.is_free(trees.checks_lock(name)):
+            worktrees.append(("", f"check worktree of {name}", path, None))
     refs = _unowned(store, f"refs/heads/{BRANCH_PREFIX}/", tasks, keep=_open)
     refs += _unowned(store, f"{LEASE_PREFIX}/", tasks, keep=lambda t: t.status == Status.IN_PROGRESS)
     return _Plan(worktrees, refs)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gitstate import agent, executor, merge3, statefile
+from gitstate import agent, executor, locks, merge3, statefile
 from gitstate.errors import GitStateError
 from gitstate.git import Oid
 from gitstate.model import Project, Status, Task, claim_order, move
@@ -57,6 +57,7 @@ class Landing:
 class Report:
     landings: list[Landing] = field(default_factory=list)
     checks: int = 0
+    check_seconds: list[float] = field(default_factory=list)
 
     def merged(self) -> list[Landing]:
         return [item for item in self.landings if item.outcome == "merged"]
@@ -158,7 +159,7 @@ class Coordinator:
         if forged:
             raise _Rejected(task, "refused", forged)
         tree, conflicts = self.repo.merge_tree(ours, theirs, skip_driver=DRIVER)
-        code = [p for p in conflicts if not _is_state(p)]
+        code = [p for p in conflicts if not is_state(p)]
         if code:
             raise _Rejected(task, "conflict", f"conflicts with {', '.join(code)}")
         path = state_path(name)
@@ -211,7 +212,7 @@ class Coordinator:
             return "its branch shares no history with the state branch"
         own = state_path(name)
         for path in self.repo.changed_paths(base, tip):
-            if _is_state(path) and path != own:
+            if is_state(path) and path != own:
                 return f"it changes {path}; a task branch may change only its own task"
         before, after = self._doc(base, own), self._doc(tip, own)
         if after is None:
@@ -244,7 +245,6 @@ class Coordinator:
         if not command:
             return True, "no check configured"
         trees = Worktrees(self.repo)
-        tree = trees.scratch(name, commit)
         env = {**os.environ, "GITSTATE_PROJECT": name, "GITSTATE_COMMIT": commit}
         timeout: float = project.settings.timeout or project.timeout(Task(id="t", title="check"))
         if self.deadline is not None:
@@ -252,7 +252,10 @@ class Coordinator:
         log = trees.logs / name / "checks" / f"{commit[:12]}.log"
         self.report.checks += 1
         self.say(f"checking {name} at {commit[:10]}: {command}")
-        outcome = executor.run(command, cwd=tree.path, env=env, timeout=timeout, log=log)
+        with locks.held(trees.checks_lock(name), 3600.0, what=f"the check worktree of {name}"):
+            tree = trees.scratch(name, commit)
+            outcome = executor.run(command, cwd=tree.path, env=env, timeout=timeout, log=log)
+        self.report.check_seconds.append(outcome.seconds)
         return outcome.ok, outcome.summary()
 
     def _publish(self, name: str, base: Oid, checked: Oid, included: list[Task]) -> bool:
@@ -264,7 +267,7 @@ class Coordinator:
                 landed[:] = [checked]
                 return Built(checked, (state_path(name),))
             again, kept = self._build(name, head, included, reject=False)
-            if kept != included or any(not _is_state(p) for p in self.repo.changed_paths(checked, again)):
+            if kept != included or any(not is_state(p) for p in self.repo.changed_paths(checked, again)):
                 return None  # the code changed: this candidate needs its own check
             landed[:] = [again]
             return Built(again, (state_path(name),))
@@ -306,6 +309,6 @@ class Coordinator:
         self.say(f"{landing.outcome} {landing.project}/{landing.task}{detail}")
 
 
-def _is_state(path: str) -> bool:
+def is_state(path: str) -> bool:
     parts = path.split("/")
     return len(parts) == 3 and parts[0] == "projects" and parts[2] == "STATE.yaml"

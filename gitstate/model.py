@@ -14,7 +14,8 @@ Status machine::
 
 A task is *ready* when it is pending, every dependency is merged, and its
 ``not_before`` has passed. The next task is the ready one with the highest
-priority; ties go to the oldest (``created_at``), then the project name, then
+priority; ties go to the one tried fewest times (so a failing task goes behind
+untried ones), then the oldest (``created_at``), then the project name, then
 the smallest id.
 """
 
@@ -213,11 +214,12 @@ def is_ready(project: Project, task: Task, now: datetime) -> bool:
     return task.status == Status.PENDING and not blocked_by(project, task, now)
 
 
-def claim_order(task: Task, project: str = "") -> tuple[int, bool, datetime | None, str, str]:
-    # Highest priority first, then oldest, then project, then smallest id; tasks
-    # without a creation time (written by hand) sort after dated ones.
+def claim_order(task: Task, project: str = "") -> tuple[int, int, bool, datetime | None, str, str]:
+    # Highest priority first, then fewest attempts, then oldest, then project,
+    # then smallest id; tasks without a creation time (written by hand) sort
+    # after dated ones.
     created = task.created_at
-    return (-task.priority, created is None, created, project, task.id)
+    return (-task.priority, task.attempts, created is None, created, project, task.id)
 
 
 def ready_tasks(project: Project, now: datetime, capabilities: Iterable[str] | None = None) -> list[Task]:
@@ -237,7 +239,7 @@ def select_next(
 ) -> tuple[Project, Task] | str:
     """The task a claim takes now, or a sentence saying why there is none."""
     caps = None if capabilities is None else frozenset(capabilities)
-    best: tuple[tuple[int, bool, datetime | None, str, str], Project, Task] | None = None
+    best: tuple[tuple[int, int, bool, datetime | None, str, str], Project, Task] | None = None
     pending = blocked = lacking = total = 0
     missing: set[str] = set()
     for project in projects:

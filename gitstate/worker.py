@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from gitstate import agent, executor
@@ -37,17 +37,25 @@ def work(
     store: Store,
     name: str,
     *,
-    project: str | None = None,
+    project: str | Sequence[str] | None = None,
     capabilities: Iterable[str] | None = None,
     max_tasks: int | None = None,
     once: bool = False,
     wait: bool = False,
     poll: float = 5.0,
     stop: threading.Event | None = None,
+    no_more: threading.Event | None = None,
+    on_ran: Callable[[Ran], None] | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[Ran]:
-    """Take and run tasks until none is ready (or ``stop`` is set, or the limits are reached)."""
+    """Take and run tasks until none is ready (or the limits are reached).
+
+    ``no_more`` stops claiming (the running task finishes); ``stop`` also ends
+    the running task, whose work so far is saved on its branch and released.
+    ``on_ran`` hears about each task as it ends.
+    """
     stop = stop or threading.Event()
+    no_more = no_more or threading.Event()
     caps = None if capabilities is None else tuple(capabilities)
     ran: list[Ran] = []
     trees = Worktrees(store.repo)
@@ -55,7 +63,7 @@ def work(
     following: agent.Claim | None = None
     with agent.working_as(store, name):
         try:
-            while not stop.is_set() and (max_tasks is None or len(ran) < max_tasks):
+            while not stop.is_set() and not no_more.is_set() and (max_tasks is None or len(ran) < max_tasks):
                 claimed, following = following, None
                 if claimed is None:
                     try:
@@ -64,15 +72,19 @@ def work(
                         if not wait:
                             say(f"{name}: nothing to do: {exc}")
                             break
-                        stop.wait(poll)
+                        no_more.wait(poll)
                         continue
                 where = f"{claimed.project.name}/{claimed.task.id}"
                 say(f"{name}: took {where} (attempt {claimed.task.attempts})")
                 # With a project named, finishing a task and taking the next one
                 # are one commit (the next one is that project's best anyway).
-                more = project is not None and not once and (max_tasks is None or len(ran) + 1 < max_tasks)
+                single = isinstance(project, str) or (project is not None and len(project) == 1)
+                more = single and not once and (max_tasks is None or len(ran) + 1 < max_tasks)
+                more = more and not no_more.is_set()
                 item, following = run_claimed(store, claimed, name, stop, chain=more, capabilities=caps)
                 ran.append(item)
+                if on_ran is not None:
+                    on_ran(item)
                 status = item.final.status if item.final else "left to its new holder"
                 say(f"{name}: {item.project}/{item.task.id} {status}")
                 if once:

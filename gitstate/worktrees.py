@@ -84,6 +84,15 @@ class Worktrees:
             self.repo.git("worktree", "add", "--quiet", "--detach", "--", str(path), commit)
         return self.repo.worktree_at(path)
 
+    def checks_lock(self, name: str) -> Path:
+        """Held while a check runs in project ``name``'s scratch worktree."""
+        return locks.lock_path(self.repo.common_dir, "checks", name)
+
+    def check_trees(self) -> dict[str, Path]:
+        """Scratch worktrees for checks, by project."""
+        folder = self.root / CHECKS
+        return {entry.name: entry for entry in sorted(folder.iterdir())} if folder.is_dir() else {}
+
     def idle_path(self, agent: str) -> Path:
         return self.root / IDLE / agent
 
