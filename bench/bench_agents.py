@@ -184,7 +184,7 @@ def main() -> None:
     print(f"{'agents':>6} {'tasks':>6} {'done':>5} {'seconds':>8} {'tasks/s':>8} {'naive':>7} {'ratio':>6} {'all ratios':>20} {'double claims':>14} {'worktrees left':>15}")
     for r in runs:
         print(f"{r['agents']:>6} {r['tasks']:>6} {r['done']:>5} {r['seconds']:>8.1f} {r['tasks_per_s']:>8.1f} "
-              f"{r['naive_tasks_per_s']:>7.1f} {r['ratio']:>5.2f}x {str(r['ratios']):>20} "
+              f"{r['naive_tasks_per_s']:>7.1f} {r['ratio']:>5.2f}x {r['ratios']!s:>20} "
               f"{r['double_claims']:>14} {r['worktrees_left']:>15}")
 
 
