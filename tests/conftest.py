@@ -18,6 +18,7 @@ from gitstate.cli import cli
 from gitstate.git import Repository
 from gitstate.store import Store
 
+LONG = os.environ.get("GITSTATE_LONG") == "1"  # GITSTATE_LONG=1: the long versions of the trials
 NOW = "2026-01-01T00:00:00Z"
 EPOCH = 1767225600  # NOW as seconds
 
@@ -26,7 +27,7 @@ EPOCH = 1767225600  # NOW as seconds
 def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path_factory.mktemp("home")
     for name in list(os.environ):
-        if name.startswith(("GIT_", "GITSTATE_")):
+        if name.startswith(("GIT_", "GITSTATE_")) and name != "GITSTATE_LONG":
             monkeypatch.delenv(name)
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
     settings = {
