@@ -60,7 +60,10 @@ def examine(store: Store) -> tuple[list[str], list[str]]:
             notes.append(f"projects/{name}/STATE.yaml: {len(project.tasks)} tasks, valid")
     problems += _stale_locks(repo.common_dir)
     trees = Worktrees(repo)
-    leftover = gc_candidates(store)
+    try:
+        leftover = gc_candidates(store)
+    except GitStateError:
+        leftover = []  # a broken STATE.yaml, reported above, hides what its tasks own
     if leftover:
         problems.append(f"{len(leftover)} worktrees or branches no open task owns; run `gitstate gc`")
     notes.append(f"{len(trees.existing())} task worktrees under {trees.root}")
