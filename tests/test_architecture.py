@@ -32,7 +32,7 @@ RUNS_PROCESSES = {"git.py", "executor.py"}
 
 
 def test_only_the_gateway_imports_gitpython_or_runs_git() -> None:
-    for module in PACKAGE.glob("*.py"):
+    for module in PACKAGE.rglob("*.py"):
         names = imports(module)
         uses_gitpython = any(n == "git" or n.startswith(("git.", "gitdb")) for n in names)
         assert not uses_gitpython or module.name == "git.py", module.name
@@ -49,7 +49,7 @@ def test_the_core_is_pure(pure: str) -> None:
 
 
 def test_every_module_says_what_it_holds() -> None:
-    for module in PACKAGE.glob("*.py"):
+    for module in PACKAGE.rglob("*.py"):
         assert ast.get_docstring(ast.parse(module.read_text())), f"{module.name} has no docstring"
 
 
@@ -70,10 +70,11 @@ def test_every_command_has_help_and_is_in_the_readme(name: str, command: click.C
 
 
 def test_modules_import_cleanly_in_a_fresh_interpreter() -> None:
-    for module in sorted(PACKAGE.glob("*.py")):
+    for module in sorted(PACKAGE.rglob("*.py")):
         if module.name == "__main__.py":
             continue
-        name = f"gitstate.{module.stem}" if module.stem != "__init__" else "gitstate"
+        parts = module.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         proc = subprocess.run(
             [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, check=False
         )

@@ -1,0 +1,12 @@
+"""The ``gitstate`` command line: click commands that parse, call the core, and print.
+
+``base`` holds the root group, the shared options and the one place errors
+become messages; the commands live by audience: ``state`` (projects and
+tasks), ``agents`` (claim to done), ``ops`` (the coordinator, runs, services)
+and ``history`` (audit, rollback, import and export).
+"""
+
+from gitstate.cli import agents, history, ops, state
+from gitstate.cli.base import cli, main
+
+__all__ = ["agents", "cli", "history", "main", "ops", "state"]
