@@ -372,6 +372,33 @@ def requeue(project: Project, task: Task, now: datetime, error: str | None) -> T
     return move(project.name, task, Status.PENDING, now, error=error, assignee=None, lease_expires=None)
 
 
+def restart(project: str, task: Task, now: datetime, error: str | None) -> Task:
+    """A task whose work left the branch (its merge reverted) pending again, from scratch."""
+    return move(
+        project,
+        task,
+        Status.PENDING,
+        now,
+        error=error,
+        attempts=0,
+        assignee=None,
+        branch=None,
+        lease_expires=None,
+    )
+
+
+def drop_landed_branch(store: Store, branch: str) -> None:
+    """Delete a task branch whose commits are all in the state branch's history already.
+
+    The next claim then starts a new branch from the tip, where a reverted
+    merge's work is gone, instead of resuming the old one.
+    """
+    ref = f"refs/heads/{branch}"
+    tip = store.repo.resolve(ref)
+    if tip is not None and store.repo.merge_base(tip, store.head()) == tip:
+        store.repo.delete_ref(ref, tip)
+
+
 def _record(store: Store, project: str, before: Task, after: Task, *, event: str, summary: str) -> None:
     """Write ``after`` on the state branch if the task is still in the state ``before`` saw."""
 

@@ -24,13 +24,14 @@ its error, and its branch kept for the next attempt.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gitstate import agent, executor, locks, merge3, statefile
-from gitstate.errors import GitStateError
+from gitstate import agent, audit, executor, locks, merge3, statefile
+from gitstate.errors import GitStateError, NotFound
 from gitstate.git import Oid
 from gitstate.model import Project, Status, Task, claim_order, move
 from gitstate.render import quoted_title
@@ -97,11 +98,21 @@ class Coordinator:
         return self.report
 
     def _completed(self, project: Project) -> list[Task]:
-        ready = [
-            t
-            for t in project.tasks.values()
-            if t.status == Status.COMPLETED and t.branch and self.repo.resolve(f"refs/heads/{t.branch}")
-        ]
+        ready = []
+        for task in project.tasks.values():
+            if task.status != Status.COMPLETED or not task.branch:
+                continue
+            tip = self.repo.resolve(f"refs/heads/{task.branch}")
+            if tip is not None:
+                ready.append(task)
+                continue
+            # Without its branch a task waits (the branch may still be on its way
+            # from another clone), unless it was merged once: then it is only
+            # completed again because that merge was reverted with plain git.
+            try:
+                self._landed_before(project.name, task, self.store.head())
+            except _Rejected as rejected:
+                self._reject(project.name, task, rejected.outcome, rejected.detail)
         return sorted(ready, key=lambda t: claim_order(t, project.name))
 
     # -- landing a batch ---------------------------------------------------------------------
@@ -155,6 +166,8 @@ class Coordinator:
         if theirs is None:
             raise _Rejected(task, "refused", f"its branch {task.branch} is gone")
         base = self.repo.merge_base(ours, theirs)
+        if base == theirs:
+            self._landed_before(name, task, ours)
         forged = self._forged(name, task, base, theirs)
         if forged:
             raise _Rejected(task, "refused", forged)
@@ -192,6 +205,15 @@ class Coordinator:
             trailers=(f"Gitstate-Branch: {task.branch} {theirs}",),
         )
         return self.store.commit(self.repo.replace_path(tree, path, blob), parents, change, mine[0].project)
+
+    def _landed_before(self, name: str, task: Task, ours: Oid) -> None:
+        """Refuse a branch gitstate merged once already: the task is completed
+        again only because that merge was reverted with plain git, and merging
+        the branch again would land nothing. (A branch a person merged by hand
+        lands as usual: its work is there.)"""
+        with contextlib.suppress(NotFound):
+            merge = audit.merge_of(self.store, name, task.id, ours)
+            raise _Rejected(task, "reverted", f"its merge {merge[:12]} was reverted")
 
     def _doc(self, commit: Oid | None, path: str) -> tuple[StateDoc, str] | None:
         if commit is None:
@@ -297,11 +319,16 @@ class Coordinator:
             now = current.task(task.id)
             if now is None or now.status != Status.COMPLETED or now.attempts != task.attempts:
                 return None
-            back = agent.requeue(current, now, self.store.clock.now(), agent.clip(error) or error)
+            if outcome == "reverted":
+                back = agent.restart(name, now, self.store.clock.now(), f"{detail}; starting again")
+            else:
+                back = agent.requeue(current, now, self.store.clock.now(), agent.clip(error) or error)
             summary = f"reject {name}/{task.id}: {outcome.replace('_', ' ')}; {back.status}"
             return Change(current.with_task(back), "reject", summary, (task.id,), "coordinator")
 
         self.store.update(name, change)
+        if outcome == "reverted" and task.branch:
+            agent.drop_landed_branch(self.store, task.branch)
 
     def _record(self, landing: Landing) -> None:
         self.report.landings.append(landing)

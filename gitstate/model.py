@@ -11,6 +11,7 @@ Status machine::
     completed -> pending        (the coordinator could not land it)
     pending | failed -> cancelled
     failed -> pending           (retry)
+    merged -> pending           (rollback: its merge reverted)
 
 A task is *ready* when it is pending, every dependency is merged, and its
 ``not_before`` has passed. The next task is the ready one with the highest
@@ -49,7 +50,7 @@ TRANSITIONS: Mapping[Status, tuple[Status, ...]] = {
     Status.PENDING: (Status.IN_PROGRESS, Status.CANCELLED),
     Status.IN_PROGRESS: (Status.COMPLETED, Status.PENDING, Status.FAILED),
     Status.COMPLETED: (Status.MERGED, Status.PENDING, Status.FAILED),
-    Status.MERGED: (),
+    Status.MERGED: (Status.PENDING,),
     Status.FAILED: (Status.PENDING, Status.CANCELLED),
     Status.CANCELLED: (),
 }

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gitstate.agent import drop_landed_branch, restart
 from gitstate.errors import AlreadyExists, InvalidInput, NotFound, NothingReady
 from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
 from gitstate.names import check_task_id, new_task_id
@@ -98,14 +99,27 @@ def cancel(store: Store, project: str, task_id: str, reason: str | None = None) 
 
 
 def retry(store: Store, project: str, task_id: str) -> Task:
-    """Send a failed task back to pending with a fresh set of attempts."""
+    """Send a failed (or completed, not yet merged) task back to pending with fresh attempts.
+
+    A completed task's branch is kept, so the next attempt resumes from its
+    work, unless that work is already in history (a merge reverted with plain
+    git): then the next attempt starts afresh.
+    """
+    branches: list[str] = []
 
     def change(current: Project) -> Change:
         old = get(current, task_id)
-        task = move(project, old, Status.PENDING, store.clock.now(), attempts=0, error=None)
+        if old.status == Status.COMPLETED:
+            task = restart(project, old, store.clock.now(), None)
+            branches[:] = [old.branch] if old.branch else []
+        else:
+            task = move(project, old, Status.PENDING, store.clock.now(), attempts=0, error=None)
         return Change(current.with_task(task), "retry", f"retry {project}/{task_id}", (task_id,))
 
-    return get(store.update(project, change).project, task_id)
+    done = get(store.update(project, change).project, task_id)
+    for branch in branches:
+        drop_landed_branch(store, branch)
+    return done
 
 
 def next_task(

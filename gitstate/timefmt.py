@@ -81,6 +81,14 @@ def parse_when(text: str, now: datetime, what: str = "time") -> datetime:
     return parse_timestamp(value, what)
 
 
+def parse_since(text: str, now: datetime, what: str = "time") -> datetime:
+    """A moment in the past: a timestamp, or how long ago (``2h``, ``3d``)."""
+    value = text.strip()
+    if value and (value[-1] in _UNITS or value.isdigit()) and _DURATION.fullmatch(value.lower()):
+        return now - timedelta(seconds=parse_duration(value, what))
+    return parse_timestamp(value, what)
+
+
 class Clock:
     """The current time; reads ``GIT_COMMITTER_DATE`` when it is set."""
 

@@ -261,16 +261,29 @@ def task_retry(project_name: str, task_id: str, as_json: bool) -> None:
 @task.command("show")
 @click.argument("project_name", metavar="PROJECT")
 @click.argument("task_id", metavar="ID")
+@click.option("--at", "rev", metavar="REV", help="As it was at this revision (a commit, tag, branch~3, ...).")
 @json_option
-def task_show(project_name: str, task_id: str, as_json: bool) -> None:
-    """Show every field of task ID."""
+def task_show(project_name: str, task_id: str, rev: str | None, as_json: bool) -> None:
+    """Show every field of task ID, now or as it was at REV.
+
+    \b
+    Example:
+      gitstate task show api t-3kq9x2m --at main~5
+    """
     from gitstate import tasks
-    from gitstate.render import task_detail
+    from gitstate.render import task_detail, task_json
 
     store = get_app().store
-    found = store.read(project_name)
+    commit = store.resolve(rev) if rev else None
+    found = store.read(project_name, commit)
     item = tasks.get(found, task_id)
-    print_task(project_name, item, as_json, task_detail(found, item, store.clock.now()))
+    now = store.clock.now()
+    if as_json:
+        echo_json({"task": task_json(found, item, now), "at": commit or store.head()})
+    else:
+        click.echo(
+            task_detail(found, item, now) + (f"\n  {'at:':14} {rev} ({commit[:12]})" if commit else "")
+        )
 
 
 @task.command("list")

@@ -1,0 +1,231 @@
+"""Audit from git history: events read from commit trailers, and a task's past states.
+
+Every commit gitstate makes carries ``Gitstate-Project``, ``Gitstate-Task``,
+``Gitstate-Event``, ``Gitstate-Agent`` and ``Gitstate-Status`` trailers, so
+one ``git log`` process reads the whole history, however long (never a
+process per commit). Both read the state branch's own line of history
+(``--first-parent``): every event is recorded there once; a task branch's
+commits repeat what its claim and completion already said.
+
+A task's history reads the task in each commit that changed its project's
+STATE.yaml, so commits without trailers count too: a person's edit, a plain
+``git revert``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gitstate.errors import GitStateError, NotFound
+from gitstate.git import Oid
+from gitstate.model import Task
+from gitstate.names import check_agent_name, check_project_name, check_task_id
+from gitstate.statefile import state_path
+from gitstate.store import Store
+from gitstate.timefmt import format_timestamp
+
+_KEYS = (
+    "Gitstate-Project",
+    "Gitstate-Task",
+    "Gitstate-Event",
+    "Gitstate-Agent",
+    "Gitstate-Status",
+)
+_FIELDS = "%x1f".join(f"%(trailers:key={k},valueonly,separator=%x1e)" for k in _KEYS)
+_FORMAT = f"%H%x1f%ct%x1f{_FIELDS}%x1f%s%x00"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing gitstate did to one task (or to a project, when ``task`` is None)."""
+
+    time: datetime
+    commit: str
+    project: str
+    task: str | None
+    event: str
+    agent: str | None
+    old: str | None
+    new: str | None
+    subject: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "time": format_timestamp(self.time),
+            "commit": self.commit,
+            "project": self.project,
+            "task": self.task,
+            "event": self.event,
+            "agent": self.agent,
+            "old_status": self.old,
+            "new_status": self.new,
+        }
+
+
+@dataclass(frozen=True)
+class _Record:
+    commit: str
+    time: datetime
+    project: str
+    tasks: list[str]
+    kinds: list[str]
+    agent: str
+    statuses: list[str]
+    subject: str
+
+    def kind_of(self, task_id: str | None) -> str:
+        if task_id in self.tasks and len(self.kinds) == len(self.tasks):
+            return self.kinds[self.tasks.index(task_id)]
+        return self.kinds[0] if self.kinds else "?"
+
+
+def _records(store: Store, *args: str) -> Iterator[_Record]:
+    out = store.repo.git("log", "-z", f"--format={_FORMAT}", *args).stdout.decode("utf-8", errors="replace")
+    for chunk in out.split("\0"):
+        raw = chunk.strip("\n")
+        if not raw:
+            continue
+        commit, stamp, project, tasks, kinds, agent, statuses, subject = raw.split("\x1f", 7)
+        yield _Record(
+            commit,
+            datetime.fromtimestamp(int(stamp), UTC),
+            project,
+            [t for t in tasks.split("\x1e") if t],
+            [k for k in kinds.split("\x1e") if k],
+            agent,
+            [s for s in statuses.split("\x1e") if s],
+            subject,
+        )
+
+
+def events(
+    store: Store,
+    *,
+    project: str | None = None,
+    task: str | None = None,
+    agent: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> Iterator[Event]:
+    """gitstate's events reachable from the state branch, newest first, filtered."""
+    args = ["--grep=^Gitstate-Event: ", "--all-match", "--extended-regexp"]
+    if project is not None:
+        args.append(f"--grep=^Gitstate-Project: {check_project_name(project)}$")
+    if task is not None:
+        args.append(f"--grep=^Gitstate-Task: {check_task_id(task)}$")
+    if agent is not None:
+        args.append(f"--grep=^Gitstate-Agent: {_literal(check_agent_name(agent))}$")
+    if kind is not None:
+        args.append(f"--grep=^Gitstate-Event: {_literal(kind)}$")
+    if since is not None:
+        args.append(f"--since={int(since.timestamp())}")
+    count = 0
+    for record in _records(store, "--first-parent", *args, store.ref):
+        for item in _expand(record):
+            if (
+                (task and item.task != task)
+                or (agent and item.agent != agent)
+                or (kind and item.event != kind)
+            ):
+                continue
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield item
+
+
+def _literal(text: str) -> str:
+    """``text`` as an extended regular expression that matches only itself."""
+    return re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\1", text)
+
+
+def _expand(record: _Record) -> Iterator[Event]:
+    moves: dict[str, tuple[str | None, str | None]] = {}
+    for line in record.statuses:
+        moved, _, change = line.partition(" ")
+        was, _, now = change.partition(" -> ")
+        moves[moved] = (was, now)
+    ids: list[str | None] = [*record.tasks] or [None]
+    for task_id in ids:
+        old, new = moves.get(task_id or "", (None, None))
+        yield Event(
+            record.time,
+            record.commit,
+            record.project,
+            task_id,
+            record.kind_of(task_id),
+            record.agent or None,
+            old,
+            new,
+            record.subject,
+        )
+
+
+@dataclass(frozen=True)
+class State:
+    """The task as one commit left it (``task`` None: not created yet, or removed)."""
+
+    time: datetime
+    commit: str
+    event: str
+    subject: str
+    task: Task | None
+
+
+def history(store: Store, project: str, task_id: str) -> list[State]:
+    """Every state the task went through on the state branch, oldest first, with its commit."""
+    check_task_id(task_id)
+    path = state_path(check_project_name(project))
+    records = list(_records(store, "--first-parent", store.ref, "--", path))
+    states: list[State] = []
+    last: Task | None = None
+    for record in reversed(records):
+        if record.kinds and task_id not in record.tasks:
+            continue  # gitstate's own commit about other tasks: this one did not change
+        now = _task_at(store, project, task_id, record.commit)
+        if now != last:
+            kind = record.kind_of(task_id) if record.kinds else _hand_made(record.subject)
+            states.append(State(record.time, record.commit, kind, record.subject, now))
+            last = now
+    if not states:
+        raise NotFound(f"task {task_id!r} never existed in project {project!r} on {store.branch}")
+    return states
+
+
+def merge_of(store: Store, project: str, task_id: str, tip: str | None = None) -> Oid:
+    """The last commit on the state branch (or before ``tip``) that merged the task, by its trailers."""
+    out = (
+        store.repo.git(
+            "log",
+            "--first-parent",
+            "--format=%H",
+            "--max-count=1",
+            "--all-match",
+            "--grep=^Gitstate-Event: merge$",
+            f"--grep=^Gitstate-Task: {check_task_id(task_id)}$",
+            f"--grep=^Gitstate-Project: {check_project_name(project)}$",
+            tip or store.ref,
+        )
+        .stdout.decode()
+        .split()
+    )
+    if not out:
+        raise NotFound(f"no merge of {project}/{task_id} is on {store.branch}; nothing to roll back")
+    return Oid(out[0])
+
+
+def _task_at(store: Store, project: str, task_id: str, commit: str) -> Task | None:
+    try:
+        return store.read(project, commit).task(task_id)
+    except (NotFound, GitStateError):
+        return None  # the project was missing or its file invalid at that commit
+
+
+def _hand_made(subject: str) -> str:
+    """The event of a commit gitstate did not make: what a person did with plain git."""
+    return "revert" if subject.startswith('Revert "') else "edit"
