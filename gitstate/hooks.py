@@ -1,4 +1,10 @@
-"""What the git hooks in ``hooks/`` run: checks of the STATE.yaml files being committed.
+"""The git hooks in ``hooks/``: installing them beside the user's own, and what they run.
+
+``install`` puts them in the hooks folder git uses (``core.hooksPath`` when it
+is inside this repository, else ``.git/hooks``). A hook that is already there
+and is not gitstate's is kept as ``<name>.legacy``, and gitstate's script runs
+it first, so nothing the user had stops working; that is also the convention
+of the pre-commit framework, whose own hook runs a ``.legacy`` one.
 
 A hook runs inside git, which exports ``GIT_DIR``, ``GIT_INDEX_FILE`` and
 friends. The repository is found from the hook's own directory, and every git
@@ -10,11 +16,13 @@ temporary index) is read on purpose.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from gitstate import statefile
-from gitstate.errors import GitStateError, StateFileError
+from gitstate.errors import GitStateError, InvalidInput, StateFileError
 from gitstate.git import Repository
 from gitstate.model import TRANSITIONS, Project
 
@@ -65,3 +73,71 @@ def _illegal_moves(path: str, before: Project, after: Project) -> list[str]:
     gone = sorted(set(before.tasks) - set(after.tasks))
     problems.extend(f"{path}: task {task_id} was deleted; cancel it instead" for task_id in gone)
     return problems
+
+
+HOOKS = ("pre-commit", "pre-merge-commit")
+MARKER = "gitstate-hook"
+
+
+def script(name: str) -> str:
+    """The hook script as shipped: bundled in the wheel, or read from the source tree."""
+    for folder in (
+        resources.files("gitstate") / "hook_scripts",
+        Path(__file__).resolve().parent.parent / "hooks",
+    ):
+        found = folder / name
+        if found.is_file():
+            return found.read_text()
+    raise InvalidInput(f"the {name} hook script is missing from this installation; reinstall gitstate")
+
+
+def hooks_folder(repo: Repository) -> tuple[Path | None, str]:
+    """Where git looks for this repository's hooks; None (and why) when gitstate should not write there."""
+    configured = repo.config("core.hooksPath")
+    if not configured:
+        return repo.common_dir / "hooks", ""
+    base = repo.toplevel or repo.common_dir
+    folder = (base / Path(configured).expanduser()).resolve()
+    inside = [
+        p for p in (repo.toplevel, repo.common_dir) if p is not None and folder.is_relative_to(p.resolve())
+    ]
+    if not inside:
+        return None, f"core.hooksPath is {configured}, outside this repository"
+    return folder, ""
+
+
+def install(repo: Repository, python: str) -> list[str]:
+    """Install or update gitstate's hooks; returns what was done, one line each."""
+    folder, why = hooks_folder(repo)
+    if folder is None:
+        return [
+            f"did not install git hooks: {why}; "
+            "add `gitstate hook pre-commit` to your pre-commit hook to check STATE.yaml files"
+        ]
+    folder.mkdir(parents=True, exist_ok=True)
+    done = []
+    for name in HOOKS:
+        text = script(name).replace('python=""', f"python={shlex.quote(python)}", 1)
+        target = folder / name
+        kept = ""
+        if target.exists() or target.is_symlink():
+            current = target.read_bytes() if target.is_file() else b""
+            if MARKER.encode() in current:
+                if current == text.encode():
+                    continue
+            else:
+                legacy = folder / f"{name}.legacy"
+                if legacy.exists() or legacy.is_symlink():
+                    done.append(
+                        f"did not install the {name} hook: {target} is not gitstate's and "
+                        f"{legacy.name} exists too; call `gitstate hook {name}` from yours"
+                    )
+                    continue
+                target.rename(legacy)
+                kept = f" (yours is kept as {legacy.name} and runs first)"
+        temporary = folder / f".{name}.gitstate-new"
+        temporary.write_text(text)
+        temporary.chmod(0o755)
+        temporary.replace(target)  # never a half-written hook
+        done.append(f"installed the {name} hook in {folder}{kept}")
+    return done

@@ -63,7 +63,7 @@ def repo(tmp_path: Path) -> Path:
     (path / "README.md").write_text("hello\n")
     git(path, "add", "README.md")
     git(path, "commit", "-qm", "first")
-    result = CliRunner().invoke(cli, ["-C", str(path), "init"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["-C", str(path), "init", "--no-hooks"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path
 

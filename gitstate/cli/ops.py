@@ -322,10 +322,10 @@ def doctor(as_json: bool) -> None:
 
 
 @cli.command(hidden=True)
-@click.argument("name", type=click.Choice(["pre-commit"]))
+@click.argument("name", type=click.Choice(["pre-commit", "pre-merge-commit"]))
 @click.argument("args", nargs=-1)
 def hook(name: str, args: tuple[str, ...]) -> None:
-    """What the scripts in hooks/ run (pre-commit: check staged STATE.yaml files)."""
+    """What the scripts in hooks/ run: check the staged STATE.yaml files of a commit or a merge."""
     from gitstate.hooks import staged_errors
 
     problems = staged_errors(get_app().repo, os.environ)

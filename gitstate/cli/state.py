@@ -26,13 +26,24 @@ from gitstate.cli.base import (
 @click.option(
     "--branch", "init_branch", help="Keep the state on this branch (default: main, else master, else HEAD's)."
 )
-def init(init_branch: str | None) -> None:
-    """Set up gitstate in this repository (safe to run again)."""
+@click.option("--no-hooks", is_flag=True, help="Do not install the git hooks that check STATE.yaml commits.")
+def init(init_branch: str | None, no_hooks: bool) -> None:
+    """Set up gitstate in this repository (safe to run again).
+
+    Records the state branch, configures the STATE.yaml merge driver, and
+    installs the pre-commit and pre-merge-commit hooks (a hook you already
+    have is kept as NAME.legacy and runs first).
+    """
+    import sys
+
+    from gitstate import hooks
     from gitstate.projects import init as do_init
     from gitstate.timefmt import Clock
 
     app = get_app()
     name, done = do_init(app.repo, init_branch or app.branch, Clock(app.repo.env))
+    if not no_hooks:
+        done += hooks.install(app.repo, sys.executable)
     for line in done:
         click.echo(line)
     click.echo(f"gitstate keeps state on branch {name}; add a project: gitstate project add NAME")
