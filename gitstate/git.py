@@ -505,6 +505,10 @@ class Repository:
         else:
             self.git("reset", "--hard", "--quiet", worktree=tree)
 
+    def detach(self, tree: Worktree) -> None:
+        """Point ``tree``'s HEAD at its commit instead of its branch; no file changes."""
+        self.git("checkout", "--quiet", "--detach", worktree=tree)
+
     def worktree_move(self, old: Path, new: Path) -> Worktree:
         self.git("worktree", "move", "--", str(old), str(new))
         return self.worktree_at(new)

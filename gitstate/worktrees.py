@@ -14,6 +14,8 @@ lock. A new worktree gets the untracked files the project lists in
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,8 +56,7 @@ class Worktrees:
         # Only registering (or moving) the worktree needs the lock; writing its
         # files, the slow part, touches nothing shared, so agents do it side by side.
         with self.locked():
-            if path.exists():
-                self._discard(path)
+            self._discard(path)  # a leftover folder, or the record of a half-made worktree
             path.parent.mkdir(parents=True, exist_ok=True)
             if reuse is not None and (reuse / ".git").is_file():
                 tree = self.repo.worktree_move(reuse, path)
@@ -72,7 +73,7 @@ class Worktrees:
         a check left behind are removed first, ignored ones (caches) kept.
         """
         path = self.root / CHECKS / name
-        if (path / ".git").is_file():
+        if (path / ".git").is_file() and not self.half_made(path):
             tree = self.repo.worktree_at(path)
             self.repo.git("checkout", "--force", "--quiet", "--detach", commit, "--", worktree=tree)
             self.repo.git("clean", "-ffdq", worktree=tree)
@@ -103,7 +104,10 @@ class Worktrees:
             if idle.exists():
                 self._discard(idle)
             idle.parent.mkdir(parents=True, exist_ok=True)
-            self.repo.worktree_move(path, idle)
+            tree = self.repo.worktree_move(path, idle)
+        # Let go of the task's branch (its files stay): git refuses to check a
+        # branch out in two worktrees, and the task's next attempt may need it.
+        self.repo.detach(tree)
         return idle
 
     def set_up(self, tree: Worktree, settings: Settings, env: Mapping[str, str], timeout: float) -> None:
@@ -130,11 +134,51 @@ class Worktrees:
             self._discard(path)
 
     def _discard(self, path: Path) -> None:
-        if (path / ".git").is_file():
+        half_made = self.half_made(path)
+        for record in half_made:  # nothing `git worktree remove` could remove: forget it by hand
+            shutil.rmtree(record, ignore_errors=True)
+        if (path / ".git").is_file() and not half_made:
             self.repo.worktree_remove(path)
         if path.exists():  # a directory git did not know (a crash before `worktree add` finished)
             shutil.rmtree(path, ignore_errors=True)
             self.repo.worktree_prune()
+
+    def half_made(self, path: Path | None = None) -> list[Path]:
+        """Records in ``.git/worktrees`` of worktrees whose ``git worktree add`` was killed.
+
+        git leaves them locked ("initializing"), never prunes them, and some
+        (no ``commondir`` yet) make every later ``git worktree`` command fail.
+        With ``path``, those of a worktree at ``path`` (or that had not yet
+        written where theirs is and bear its name); without, all of them.
+        """
+        admin = self.repo.common_dir / "worktrees"
+        found = []
+        for record in sorted(admin.iterdir()) if admin.is_dir() else ():
+            try:
+                if (record / "locked").read_text().strip() != "initializing":
+                    continue
+            except OSError:
+                continue
+            try:
+                written = (record / "gitdir").read_text().strip()
+            except OSError:
+                written = ""
+            target = os.path.realpath(Path(written).parent) if written else None
+            if (
+                path is None
+                or target == os.path.realpath(path)
+                or (target is None and re.fullmatch(re.escape(path.name) + r"[0-9]*", record.name))
+            ):
+                found.append(record)
+        return found
+
+    def forget_half_made(self) -> list[str]:
+        """Remove every half-made worktree record (see ``half_made``); their names."""
+        with self.locked():
+            records = self.half_made()
+            for record in records:
+                shutil.rmtree(record, ignore_errors=True)
+        return [record.name for record in records]
 
     def existing(self) -> dict[tuple[str, str], Path]:
         """Every task worktree git knows of, and stray folders under the root, by (project, id)."""

@@ -298,3 +298,25 @@ def test_one_agent_name_one_worker(api: Store, repo: Path) -> None:
         pytest.raises(Busy, match="another `gitstate work --agent same` runs"),
     ):
         worker.work(api, "same", project="api")
+
+
+def test_a_parked_worktree_lets_go_of_its_branch(store: Store, repo: Path) -> None:
+    """One agent parks the worktree of a task it gave back; another agent, reusing a
+    worktree of its own, takes the task's next attempt on the same branch."""
+    projects.create(store, "solo", {"command": "true"})
+    tasks.add(store, "solo", "only", None, "t-only")
+    first = agent.claim(store, "agent-1", "solo")
+    assert first.worktree is not None
+    (first.worktree.path / "wip.txt").write_text("half done\n")
+    agent.fail(store, "solo", "t-only", error="tests failed", agent="agent-1", park="agent-1")
+    trees = Worktrees(store.repo)
+    parked = trees.idle_path("agent-1")
+    assert store.repo.head_of(store.repo.worktree_at(parked)) is None  # detached: the branch is free
+    tasks.add(store, "solo", "other", {"priority": -1}, "t-other")
+    tasks.edit(store, "solo", "t-only", {"priority": -2})
+    agent.claim(store, "agent-2", "solo")
+    agent.done(store, "solo", "t-other", agent="agent-2", park="agent-2")
+    again = agent.claim(store, "agent-2", "solo", reuse=trees.idle_path("agent-2"))
+    assert (again.task.id, again.task.attempts) == ("t-only", 2)
+    assert again.worktree is not None and (again.worktree.path / "wip.txt").read_text() == "half done\n"
+    fsck(repo)
