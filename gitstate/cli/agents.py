@@ -6,7 +6,16 @@ import os
 
 import click
 
-from gitstate.cli.base import F, cli, echo_json, get_app, json_option, print_task
+from gitstate.cli.base import (
+    F,
+    cli,
+    complete_projects,
+    complete_tasks,
+    echo_json,
+    get_app,
+    json_option,
+    print_task,
+)
 from gitstate.errors import InvalidInput
 
 # -- agents -------------------------------------------------------------------------------------
@@ -45,7 +54,7 @@ def _which_task(project_name: str | None, task_id: str | None) -> tuple[str, str
 
 
 @cli.command()
-@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
 @agent_option
 @click.option(
     "--requires",
@@ -93,8 +102,8 @@ def claim(
 
 
 @cli.command()
-@click.argument("project_name", metavar="[PROJECT", required=False)
-@click.argument("task_id", metavar="ID]", required=False)
+@click.argument("project_name", metavar="[PROJECT", required=False, shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID]", required=False, shell_complete=complete_tasks)
 @click.option("--result", help="What the work produced (kept in the task's result).")
 @agent_option
 @json_option
@@ -119,8 +128,8 @@ def done(
 
 
 @cli.command()
-@click.argument("project_name", metavar="[PROJECT", required=False)
-@click.argument("task_id", metavar="ID]", required=False)
+@click.argument("project_name", metavar="[PROJECT", required=False, shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID]", required=False, shell_complete=complete_tasks)
 @click.option("--error", required=True, help="Why it failed (kept in the task's error).")
 @agent_option
 @json_option
@@ -144,8 +153,8 @@ def fail(
 
 
 @cli.command()
-@click.argument("project_name", metavar="[PROJECT", required=False)
-@click.argument("task_id", metavar="ID]", required=False)
+@click.argument("project_name", metavar="[PROJECT", required=False, shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID]", required=False, shell_complete=complete_tasks)
 @click.option("--reason", help="Why (kept in the task's error).")
 @agent_option
 @json_option
@@ -168,8 +177,8 @@ def release(
 
 
 @cli.command()
-@click.argument("project_name", metavar="[PROJECT", required=False)
-@click.argument("task_id", metavar="ID]", required=False)
+@click.argument("project_name", metavar="[PROJECT", required=False, shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID]", required=False, shell_complete=complete_tasks)
 @agent_option
 @json_option
 def renew(project_name: str | None, task_id: str | None, agent_name: str | None, as_json: bool) -> None:
@@ -240,7 +249,7 @@ def gc(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
 @agent_option
 @click.option(
     "--requires",

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 
 from gitstate import __version__
 from gitstate.errors import EXIT_FAILED, GitStateError, InvalidInput
@@ -253,3 +254,43 @@ def print_task(project_name: str, item: Any, as_json: bool, text: str) -> None:
 
 
 # -- next and status ----------------------------------------------------------------------------
+
+
+# -- shell completion -----------------------------------------------------------------------------
+
+
+def _completing(ctx: click.Context, read: Callable[[Store], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """What ``read`` finds in the repository the command line names; nothing on any error
+    (a completion must never print a traceback into the user's prompt)."""
+    from gitstate.git import Repository
+    from gitstate.store import Store
+
+    root = ctx.find_root().params
+    try:
+        with Repository.discover(root.get("directory")) as repo:
+            return read(Store(repo, root.get("branch")))
+    except (GitStateError, OSError):
+        return []
+
+
+def complete_projects(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    found = _completing(ctx, lambda store: [(name, "") for name in store.project_names()])
+    return [CompletionItem(name) for name, _ in found if name.startswith(incomplete)]
+
+
+def complete_tasks(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """The ids of the project named earlier on the command line (else of every project),
+    each with its title."""
+    from gitstate.render import first_line
+
+    project = ctx.params.get("project_name")
+
+    def read(store: Store) -> list[tuple[str, str]]:
+        found = [store.read(project)] if project else store.read_all()
+        return sorted({(t.id, t.title) for p in found for t in p.tasks.values()})
+
+    return [
+        CompletionItem(task_id, help=first_line(title, 50))
+        for task_id, title in _completing(ctx, read)
+        if task_id.startswith(incomplete)
+    ]

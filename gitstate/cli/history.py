@@ -1,17 +1,32 @@
-"""Commands that answer from history and undo through it: log, task history, rollback."""
+"""Commands that answer from history, undo through it, and move tasks in and out.
+
+log, task history, rollback; task import and export.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from gitstate.cli.base import cli, echo_json, get_app, json_option, print_task
+from gitstate.cli.base import (
+    cli,
+    complete_projects,
+    complete_tasks,
+    echo_json,
+    get_app,
+    json_option,
+    print_task,
+)
 from gitstate.cli.state import task
 from gitstate.errors import InvalidInput
 
 
 @cli.command("log")
-@click.argument("project_name", metavar="[PROJECT]", required=False)
-@click.option("--task", "task_id", metavar="ID", help="Only this task's events.")
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
+@click.option(
+    "--task", "task_id", metavar="ID", shell_complete=complete_tasks, help="Only this task's events."
+)
 @click.option("--agent", "agent_name", metavar="NAME", help="Only events recorded for this agent.")
 @click.option(
     "--event", "kind", metavar="KIND", help="Only this kind: claim, done, merge, fail, rollback, ..."
@@ -56,8 +71,9 @@ def log_cmd(
         store, project=project_name, task=task_id, agent=agent_name, kind=kind, since=when, limit=limit
     )
     if as_json:
-        for item in found:
-            click.echo(json.dumps(item.as_json(), ensure_ascii=False))
+        lines = [json.dumps(item.as_json(), ensure_ascii=False) for item in found]
+        if lines:
+            click.echo("\n".join(lines))
         return
     rows = []
     for item in found:
@@ -73,8 +89,8 @@ def log_cmd(
 
 
 @task.command("history")
-@click.argument("project_name", metavar="PROJECT")
-@click.argument("task_id", metavar="ID")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID", shell_complete=complete_tasks)
 @json_option
 def task_history(project_name: str, task_id: str, as_json: bool) -> None:
     """Every state task ID went through, oldest first, with the commit of each.
@@ -115,8 +131,8 @@ def task_history(project_name: str, task_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("project_name", metavar="PROJECT")
-@click.argument("task_id", metavar="[ID]", required=False)
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("task_id", metavar="[ID]", required=False, shell_complete=complete_tasks)
 @click.option("--to", "rev", metavar="REV", help="Restore PROJECT's STATE.yaml as it was at REV instead.")
 @click.option("--cancel", is_flag=True, help="Cancel the task instead of sending it back to pending.")
 @click.option(
@@ -170,3 +186,71 @@ def rollback(
     print_task(
         project_name, back, as_json, f"reverted {project_name}/{task_id} in {commit[:12]}; now {back.status}"
     )
+
+
+@task.command("import")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--format",
+    "kind",
+    type=click.Choice(["auto", "list", "ggen", "beads", "taskmaster"]),
+    default="auto",
+    show_default=True,
+    help="What FILE holds; auto tells them apart by content.",
+)
+@click.option("--tag", metavar="TAG", help="Task Master: the tag to import (default: master).")
+@click.option("--dry-run", is_flag=True, help="Show what would be added; write nothing.")
+@json_option
+def task_import(
+    project_name: str, file: str, kind: str, tag: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Add the tasks in FILE to PROJECT, in one commit (FILE - reads stdin).
+
+    Reads a YAML or JSON list of tasks, ggen-autonomous's .state.json, a
+    beads JSONL export, or Task Master's tasks.json. Ids are kept or mapped
+    (the original goes in meta.source_id), dependencies follow them.
+
+    \b
+    Example:
+      gitstate task import webapp .taskmaster/tasks/tasks.json --dry-run
+    """
+    from pathlib import Path
+
+    from gitstate import importer
+
+    if file == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{file} is not UTF-8 text; save it as UTF-8 and import again") from None
+        source = Path(file).name
+    plan = importer.import_tasks(
+        get_app().store, project_name, text, source=source, format=kind, tag=tag, dry_run=dry_run
+    )
+    if as_json:
+        echo_json(plan.as_json())
+    else:
+        click.echo(plan.summary())
+
+
+@cli.command("export")
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
+@json_option
+def export_cmd(project_name: str | None, as_json: bool) -> None:
+    """Print every project (or PROJECT) with its settings and tasks as JSON, for other tools.
+
+    \b
+    Example:
+      gitstate export webapp --json > webapp.json
+    """
+    from gitstate import importer
+    from gitstate.render import dumps
+
+    if not as_json:
+        raise click.UsageError("export prints JSON only: pass --json")
+    found = importer.export(get_app().store, [project_name] if project_name else None)
+    found.pop("schema_version", None)
+    click.echo(dumps(found))

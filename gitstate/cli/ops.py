@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 
-from gitstate.cli.base import F, cli, echo_json, get_app, json_option
+from gitstate.cli.base import F, cli, complete_projects, echo_json, get_app, json_option
 
 # -- the coordinator ----------------------------------------------------------------------------
 
 
 @cli.command("merge")
-@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
 @click.option(
     "--strategy",
     type=click.Choice(["merge", "squash"]),
@@ -72,6 +72,7 @@ def _supervisor_options(f: F) -> F:
             "projects",
             multiple=True,
             metavar="P",
+            shell_complete=complete_projects,
             envvar="GITSTATE_PROJECTS",
             help="Only these projects (repeatable; GITSTATE_PROJECTS is space-separated).",
         ),
@@ -341,31 +342,17 @@ def hook(name: str, args: tuple[str, ...]) -> None:
     "--dir", "target", metavar="PATH", help="Build the repository here (default: a new temporary folder)."
 )
 def demo(target: str | None) -> None:
-    """Build a scratch repository from the example projects and show its state.
+    """Build a scratch repository from the example projects and run a short pass over it.
 
-    Your own repositories and $HOME are not touched; the scratch repository is
-    left behind for you to explore.
+    Three scripted agents work the example tasks (one fails once and is
+    retried, one conflicts and is re-queued, some wait for their
+    dependencies) while the coordinator merges behind each project's check.
+    Then it prints the status, the audit log and the git graph. Your own
+    repositories and $HOME are not touched; the scratch repository is left
+    behind for you to explore.
     """
     from pathlib import Path
 
     from gitstate import demo as example
-    from gitstate.git import Repository
-    from gitstate.render import TASK_HEADERS, status_table, table, task_rows
-    from gitstate.store import Store
 
-    path = example.run(Path(target).resolve() if target else None, click.echo)
-    with Repository.discover(path) as repo:
-        store = Store(repo)
-        now = store.clock.now()
-        found = store.read_all()
-        click.echo("\n$ gitstate status")
-        click.echo(status_table(found, now))
-        click.echo("\n$ gitstate task list")
-        click.echo(table(TASK_HEADERS, [row for p in found for row in task_rows(p, p.tasks.values(), now)]))
-        click.echo("\n$ git log --oneline -5")
-        log = repo.git("log", "--oneline", "-5", "--no-decorate").stdout.decode().rstrip()
-        click.echo(log)
-    click.echo(
-        f"\nExplore it:\n  cd {path}\n  gitstate next\n  gitstate task show webapp t-checkout\n"
-        "  git log --format='%h %s%n%(trailers)' -3\n  cat projects/webapp/STATE.yaml"
-    )
+    example.run(Path(target).resolve() if target else None, click.echo)

@@ -12,6 +12,8 @@ from gitstate.cli.base import (
     Group,
     cli,
     common_options,
+    complete_projects,
+    complete_tasks,
     echo_json,
     fields_from,
     get_app,
@@ -108,7 +110,7 @@ def project_add(name: str, as_json: bool, **options: Any) -> None:
 
 
 @project.command("edit")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_projects)
 @_project_options
 @json_option
 def project_edit(name: str, as_json: bool, **options: Any) -> None:
@@ -153,7 +155,7 @@ def project_list(as_json: bool) -> None:
 
 
 @project.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_projects)
 @json_option
 def project_show(name: str, as_json: bool) -> None:
     """Show project NAME's settings and counts."""
@@ -184,7 +186,11 @@ def _task_options(f: F) -> F:
         f
     )
     f = click.option(
-        "--depends-on", multiple=True, metavar="ID", help="Task that must be merged first (repeatable)."
+        "--depends-on",
+        multiple=True,
+        metavar="ID",
+        shell_complete=complete_tasks,
+        help="Task that must be merged first (repeatable).",
     )(f)
     f = click.option("--priority", type=int, help="Higher runs first (default 0).")(f)
     return common_options(f)
@@ -203,7 +209,7 @@ _TASK_CLEARABLE = (
 
 
 @task.command("add")
-@click.argument("project_name", metavar="PROJECT")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
 @click.argument("title")
 @click.option("--id", "task_id", metavar="ID", help="Use this id instead of a generated one.")
 @_task_options
@@ -223,8 +229,8 @@ def task_add(project_name: str, title: str, task_id: str | None, as_json: bool, 
 
 
 @task.command("edit")
-@click.argument("project_name", metavar="PROJECT")
-@click.argument("task_id", metavar="ID")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID", shell_complete=complete_tasks)
 @click.option("--title", help="New title.")
 @_task_options
 @json_option
@@ -245,8 +251,8 @@ def task_edit(project_name: str, task_id: str, title: str | None, as_json: bool,
 
 
 @task.command("cancel")
-@click.argument("project_name", metavar="PROJECT")
-@click.argument("task_id", metavar="ID")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID", shell_complete=complete_tasks)
 @click.option("--reason", help="Why; kept in the task's error field.")
 @json_option
 def task_cancel(project_name: str, task_id: str, reason: str | None, as_json: bool) -> None:
@@ -258,8 +264,8 @@ def task_cancel(project_name: str, task_id: str, reason: str | None, as_json: bo
 
 
 @task.command("retry")
-@click.argument("project_name", metavar="PROJECT")
-@click.argument("task_id", metavar="ID")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID", shell_complete=complete_tasks)
 @json_option
 def task_retry(project_name: str, task_id: str, as_json: bool) -> None:
     """Send a failed task back to pending with fresh attempts."""
@@ -270,8 +276,8 @@ def task_retry(project_name: str, task_id: str, as_json: bool) -> None:
 
 
 @task.command("show")
-@click.argument("project_name", metavar="PROJECT")
-@click.argument("task_id", metavar="ID")
+@click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
+@click.argument("task_id", metavar="ID", shell_complete=complete_tasks)
 @click.option("--at", "rev", metavar="REV", help="As it was at this revision (a commit, tag, branch~3, ...).")
 @json_option
 def task_show(project_name: str, task_id: str, rev: str | None, as_json: bool) -> None:
@@ -298,7 +304,7 @@ def task_show(project_name: str, task_id: str, rev: str | None, as_json: bool) -
 
 
 @task.command("list")
-@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
 @click.option(
     "--status",
     "statuses",
@@ -331,7 +337,7 @@ def task_list(project_name: str | None, statuses: tuple[str, ...], ready: bool, 
 
 
 @cli.command("next")
-@click.argument("project_name", metavar="[PROJECT]", required=False)
+@click.argument("project_name", metavar="[PROJECT]", required=False, shell_complete=complete_projects)
 @click.option(
     "--requires",
     "capabilities",
