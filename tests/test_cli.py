@@ -380,6 +380,8 @@ def test_empty_repository_points_to_init(tmp_path: Path) -> None:
         "gave main its first commit\n"
         "configured the STATE.yaml merge driver in this clone\n"
         "committed .gitattributes on main (projects/*/STATE.yaml merge=gitstate)\n"
+        f"installed the pre-commit hook in {tmp_path / '.git/hooks'}\n"
+        f"installed the pre-merge-commit hook in {tmp_path / '.git/hooks'}\n"
         "gitstate keeps state on branch main; add a project: gitstate project add NAME\n"
     )
     assert CliRunner().invoke(cli, ["-C", str(tmp_path), "status"]).stdout == (
