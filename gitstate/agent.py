@@ -16,6 +16,8 @@
   every claim runs first) returns tasks whose lease ran out; their worktrees
   are reclaimed once no local process holds them.
 * ``gc`` removes worktrees, branches and leases that no open task owns.
+* Once a claim, completion or failure is published, the project's lifecycle
+  hooks hear about it (``lifecycle.fire``, which returns at once).
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from gitstate import locks, statefile
+from gitstate import lifecycle, locks, statefile
 from gitstate.errors import Busy, GitStateError, InvalidInput, NotFound, NothingReady, RepositoryError
 from gitstate.git import Oid, Repository, Worktree
 from gitstate.model import Project, Settings, Status, Task, move, ready_tasks, select_next
 from gitstate.names import check_agent_name, check_project_name, check_task_id
 from gitstate.redact import redact
 from gitstate.statefile import state_path
-from gitstate.store import Change, Store, commit_message
+from gitstate.store import Change, Committed, Store, commit_message
 from gitstate.timefmt import format_timestamp, parse_timestamp
 from gitstate.worktrees import Worktrees
 
@@ -101,9 +103,11 @@ def claim(
         committed = store.update(chosen[0].name, change)
         if not committed.changed:
             continue  # another claimer took the last ready task of that project: choose again
-        return _start(
+        claimed = _start(
             store, committed.project, taken[0], committed.commit, worktree=worktree, env=env, reuse=reuse
         )
+        lifecycle.fire(store, "claim", committed.project, taken[0], commit=committed.commit, agent=agent)
+        return claimed
     raise NothingReady("every ready task was taken by other claimers while choosing; try again")
 
 
@@ -162,7 +166,10 @@ def _start(
                 _wait_for_holder(store, project.name, task.id)
             tree = trees.create(project.name, task.id, task.branch, reuse)
             trees.set_up(
-                tree, project.settings, env or task_environment(project, task, tree), project.timeout(task)
+                tree,
+                project.settings,
+                env or task_environment(project, task, tree, store.branch),
+                project.timeout(task),
             )
     except BaseException:
         with contextlib.suppress(GitStateError):
@@ -209,8 +216,13 @@ def _unclaim(store: Store, project: str, task: Task) -> None:
     remove_worktree(store, project, task.id)
 
 
-def task_environment(project: Project, task: Task, tree: Worktree | None) -> dict[str, str]:
-    """The GITSTATE_* variables a task's command receives (on top of the agent's own)."""
+def task_environment(project: Project, task: Task, tree: Worktree | None, base: str = "") -> dict[str, str]:
+    """The GITSTATE_* variables a task's command receives (on top of the agent's own).
+
+    ``GITSTATE_LAST_ERROR`` says why the previous attempt did not land (say, a
+    conflict with what reached ``GITSTATE_BASE_BRANCH`` meanwhile, which the
+    agent can merge and resolve in the worktree).
+    """
     return {
         "GITSTATE_PROJECT": project.name,
         "GITSTATE_TASK": task.id,
@@ -220,6 +232,8 @@ def task_environment(project: Project, task: Task, tree: Worktree | None) -> dic
         "GITSTATE_WORKTREE": str(tree.path) if tree else "",
         "GITSTATE_ATTEMPT": str(task.attempts),
         "GITSTATE_AGENT": task.assignee or "",
+        "GITSTATE_BASE_BRANCH": base,
+        "GITSTATE_LAST_ERROR": task.error or "",
     }
 
 
@@ -255,7 +269,10 @@ def done(
     The worktree is removed, or parked for agent ``park``'s next task.
     """
     task, finished = _finish(store, project, task_id, result, agent)
-    _record(store, project, task, finished, event="done", summary=f"done {project}/{task_id}")
+    committed = _record(store, project, task, finished, event="done", summary=f"done {project}/{task_id}")
+    lifecycle.fire(
+        store, "complete", committed.project, finished, commit=committed.commit, agent=finished.assignee
+    )
     _drop_lease(store, project, task_id)
     _retire(store, project, task_id, park)
     return finished
@@ -294,14 +311,17 @@ def done_and_claim(
         )
 
     committed = store.update(project, change)
+    lifecycle.fire(store, "complete", committed.project, finished, commit=committed.commit, agent=agent)
     _drop_lease(store, project, task_id)
     if not taken:
         _retire(store, project, task_id, agent)
         return finished, None
     reuse = Worktrees(store.repo).path_for(project, task_id)  # moved straight to the next task
-    return finished, _start(
+    claimed = _start(
         store, committed.project, taken[0], committed.commit, worktree=True, env=env, reuse=reuse
     )
+    lifecycle.fire(store, "claim", committed.project, taken[0], commit=committed.commit, agent=agent)
+    return finished, claimed
 
 
 def _finish(
@@ -359,7 +379,11 @@ def _give_back(
     if tree is not None:
         save_work(store, project, task, tree, f"work in progress ({event} after attempt {task.attempts})")
     back = requeue(current, task, store.clock.now(), clip(error))
-    _record(store, project, task, back, event=event, summary=f"{event} {project}/{task_id}: {back.status}")
+    committed = _record(
+        store, project, task, back, event=event, summary=f"{event} {project}/{task_id}: {back.status}"
+    )
+    if event == "fail":
+        lifecycle.fire(store, "fail", committed.project, back, commit=committed.commit, agent=task.assignee)
     _drop_lease(store, project, task_id)
     _retire(store, project, task_id, park)
     return back
@@ -399,14 +423,14 @@ def drop_landed_branch(store: Store, branch: str) -> None:
         store.repo.delete_ref(ref, tip)
 
 
-def _record(store: Store, project: str, before: Task, after: Task, *, event: str, summary: str) -> None:
+def _record(store: Store, project: str, before: Task, after: Task, *, event: str, summary: str) -> Committed:
     """Write ``after`` on the state branch if the task is still in the state ``before`` saw."""
 
     def change(current: Project) -> Change | None:
         _unchanged(current, project, before)
         return Change(current.with_task(after), event, summary, (before.id,), before.assignee)
 
-    store.update(project, change)
+    return store.update(project, change)
 
 
 def _unchanged(current: Project, project: str, before: Task) -> None:
@@ -430,6 +454,11 @@ def save_work(store: Store, project: str, task: Task, tree: Worktree, what: str)
     ref = f"refs/heads/{branch_name(project, task.id)}"
     tip = store.repo.resolve(ref)
     if tip is None or store.repo.head_of(tree) != ref:
+        return None
+    if not (tree.git_dir / "index").is_file():
+        # Its checkout never finished (a claim killed while making the worktree): the
+        # missing files are not deletions, and staging them would commit the removal of
+        # every file on the branch.
         return None
     staged = store.repo.stage_all(tree)
     if staged == store.repo.commit_tree_oid(tip):
@@ -654,9 +683,11 @@ class Cleanup:
 
 def gc(store: Store) -> Cleanup:
     """Remove worktrees, branches and leases that no open task owns."""
-    plan = _plan(store)
     trees = Worktrees(store.repo)
-    removed = []
+    # Records of worktrees whose `git worktree add` was killed go first: some
+    # make `git worktree list` fail, and planning needs it.
+    removed = [f"half-made worktree {name}" for name in trees.forget_half_made()]
+    plan = _plan(store)
     for project, label, path, task in plan.worktrees:
         if task is not None and task.status in (Status.PENDING, Status.FAILED) and (path / ".git").is_file():
             with contextlib.suppress(GitStateError):
@@ -677,6 +708,9 @@ def gc(store: Store) -> Cleanup:
 
 def gc_candidates(store: Store) -> list[str]:
     """What ``gc`` would remove now (worktree labels and refs)."""
+    half_made = Worktrees(store.repo).half_made()
+    if half_made:  # until gc removes these, `git worktree list` may fail: report them alone
+        return [f"half-made worktree {record.name}" for record in half_made]
     plan = _plan(store)
     return [label for _, label, _, _ in plan.worktrees] + [ref for ref, _ in plan.refs]
 

@@ -19,7 +19,7 @@ from gitstate import __version__
 from gitstate.statefile import StateDoc
 
 # Entries written by another gitstate version are ignored: the model may differ.
-_TAG = f"gitstate-parse-cache {__version__} 1"
+_TAG = f"gitstate-parse-cache {__version__} 2"  # 2: Settings gained ``hooks``
 KEEP = 256
 
 

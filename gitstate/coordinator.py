@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gitstate import agent, audit, executor, locks, merge3, statefile
+from gitstate import agent, audit, executor, lifecycle, locks, merge3, statefile
 from gitstate.errors import GitStateError, NotFound
 from gitstate.git import Oid
 from gitstate.model import Project, Status, Task, claim_order, move
@@ -304,7 +304,18 @@ class Coordinator:
             tip = self.repo.resolve(ref)
             if tip is not None:
                 self.repo.delete_ref(ref, tip)  # its work is in the merge commit now
+        self._announce(name, commit, list(zip(included, chain, strict=True)))
         return True
+
+    def _announce(self, name: str, top: Oid, merges: list[tuple[Task, Oid]]) -> None:
+        """Tell the project's lifecycle hooks about each merge, now that the branch has moved."""
+        try:
+            project = self.store.read(name, top)
+        except GitStateError:
+            return  # the merges stand; only their announcement is lost
+        for task, merge_commit in merges:
+            merged = project.task(task.id) or task
+            lifecycle.fire(self.store, "merge", project, merged, commit=merge_commit, agent="coordinator")
 
     def _chain(self, top: Oid, count: int) -> list[Oid]:
         """The last ``count`` first-parent commits ending at ``top``, oldest first."""

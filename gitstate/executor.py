@@ -10,6 +10,9 @@ process group: a timeout, a lost lease or a stop signal ends the whole group
 (SIGTERM, then SIGKILL after a grace period), and nothing it started outlives
 it. Output (stdout and stderr together) is redacted line by line before it
 reaches the log file; the log's tail becomes the task's result or error.
+
+``spawn_detached`` starts a process that outlives the caller and is never
+waited for (lifecycle hooks): gitstate's pipeline must not wait on them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -66,9 +69,11 @@ def run(
     every: float = 60.0,
     stop: threading.Event | None = None,
     grace: float = GRACE,
+    stdin: bytes | None = None,
 ) -> Outcome:
     """Run ``command``; ``heartbeat`` is called every ``every`` seconds and returns
-    False when the run must end (the lease was lost)."""
+    False when the run must end (the lease was lost). ``stdin`` is fed to the
+    command (default: nothing, /dev/null)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
@@ -76,11 +81,14 @@ def run(
             ["/bin/sh", "-c", command],
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if stdin is not None:
+            # From a thread: a command that never reads its input must not block the run.
+            threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         reader = threading.Thread(target=_copy, args=(proc.stdout, out, tail), daemon=True)
         reader.start()
@@ -128,6 +136,15 @@ def _supervise(
         return "exited"
 
 
+def _feed(stream: IO[bytes] | None, data: bytes) -> None:
+    if stream is None:
+        return
+    with contextlib.suppress(OSError):  # BrokenPipeError: the command did not want it all
+        stream.write(data)
+    with contextlib.suppress(OSError):
+        stream.close()
+
+
 def _copy(stream: IO[bytes] | None, out: IO[str], tail: collections.deque[str]) -> None:
     if stream is None:
         return
@@ -152,3 +169,24 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         return
+
+
+# The detached process is started by a short-lived /bin/sh that puts it in the
+# background and exits: it is reparented to init, so it is never a zombie of a
+# long-running gitstate and nobody has to wait for it. The explicit ``0<&3``
+# keeps the payload on its stdin (sh gives background jobs /dev/null otherwise).
+_DETACH = 'exec 3<&0; "$@" 0<&3 3<&- &'
+
+
+def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str], stdin: bytes, cwd: Path) -> None:
+    """Start ``argv`` in a new session with ``stdin`` as its input and no output; return at once."""
+    with subprocess.Popen(
+        ["/bin/sh", "-c", _DETACH, "sh", *argv],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as proc:
+        _feed(proc.stdin, stdin)

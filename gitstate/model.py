@@ -35,6 +35,8 @@ from gitstate.errors import IllegalTransition, InvalidState
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_TIMEOUT = 30 * 60
 DEFAULT_LEASE = 15 * 60
+DEFAULT_HOOK_TIMEOUT = 10
+HOOK_EVENTS = ("claim", "complete", "fail", "merge")
 
 
 class Status(enum.StrEnum):
@@ -92,6 +94,36 @@ _task_state = operator.attrgetter("id", *TASK_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
+class Hooks:
+    """Whom a project tells when its tasks are claimed, completed, failed or merged.
+
+    ``on_*`` are shell commands; ``webhook`` is an http(s) URL or ``$NAME`` (the
+    URL is in environment variable NAME). ``events=None`` sends the webhook every
+    event; ``timeout=None`` means ``DEFAULT_HOOK_TIMEOUT`` seconds.
+    """
+
+    on_claim: str | None = None
+    on_complete: str | None = None
+    on_fail: str | None = None
+    on_merge: str | None = None
+    webhook: str | None = None
+    events: tuple[str, ...] | None = None
+    timeout: int | None = None
+
+    def command(self, event: str) -> str | None:
+        """The command for ``event`` (one of ``HOOK_EVENTS``), or None."""
+        value: str | None = getattr(self, f"on_{event}", None)
+        return value
+
+    def posts(self, event: str) -> bool:
+        """Whether the webhook receives ``event``."""
+        return self.webhook is not None and (self.events is None or event in self.events)
+
+    def seconds(self) -> int:
+        return self.timeout or DEFAULT_HOOK_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Project metadata and the defaults its tasks inherit."""
 
@@ -107,6 +139,7 @@ class Settings:
     setup: str | None = None
     created_at: datetime | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    hooks: Hooks = Hooks()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,10 @@
-"""Project operations: create one, change its settings, initialise a repository."""
+"""Project operations: create one, change its settings, initialise a repository.
+
+Settings arrive as model values, except ``hooks``, which may also be a mapping
+of ``hooks:`` entries as STATE.yaml spells them (``{"on_merge": "make deploy",
+"timeout": "5s"}``): it changes only the entries it names (None removes one),
+while a ``Hooks`` value replaces them all and None removes every hook.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,12 @@ from typing import Any
 from gitstate import driver, statefile
 from gitstate.errors import InvalidInput, StateFileError
 from gitstate.git import Oid, Repository
-from gitstate.model import Project, Settings
+from gitstate.model import Hooks, Project, Settings
 from gitstate.names import check_project_name
 from gitstate.redact import refuse_secrets
 from gitstate.store import Built, Change, Store, default_branch
 from gitstate.timefmt import Clock
+from gitstate.yamlblock import OMIT
 
 SETTINGS = (
     "description",
@@ -26,6 +33,7 @@ SETTINGS = (
     "copy_files",
     "setup",
     "meta",
+    "hooks",
 )
 
 
@@ -42,7 +50,8 @@ def validate(settings: Settings) -> Settings:
 def create(store: Store, name: str, fields: Mapping[str, Any] | None = None) -> Project:
     check_project_name(name)
     _check(fields or {})
-    settings = validate(Settings(name=name, created_at=store.clock.now(), **(fields or {})))
+    values = _with_hooks(fields or {}, Hooks())
+    settings = validate(Settings(name=name, created_at=store.clock.now(), **values))
     return store.create(Project(settings)).project
 
 
@@ -52,7 +61,8 @@ def edit(store: Store, name: str, fields: Mapping[str, Any]) -> Project:
         raise InvalidInput("nothing to change; give at least one option such as --check")
 
     def change(current: Project) -> Change:
-        settings = validate(dataclasses.replace(current.settings, **fields))
+        values = _with_hooks(fields, current.settings.hooks)
+        settings = validate(dataclasses.replace(current.settings, **values))
         return Change(dataclasses.replace(current, settings=settings), "edit", f"edit project {name}")
 
     return store.update(name, change).project
@@ -111,7 +121,42 @@ def _commit_attributes(store: Store) -> bool:
 
 
 def _check(fields: Mapping[str, Any]) -> None:
-    refuse_secrets(fields)
     for key in fields:
         if key not in SETTINGS:
             raise InvalidInput(f"{key!r} is not a project setting; settings: {', '.join(SETTINGS)}")
+    if "hooks" in fields:
+        # Checked first: a webhook URL with a token gets the message that says what to do instead.
+        hooks = hooks_value(fields["hooks"], Hooks())
+        fields = {**fields, "hooks": _entries(hooks)}
+    refuse_secrets(fields)
+
+
+def _with_hooks(fields: Mapping[str, Any], current: Hooks) -> dict[str, Any]:
+    if "hooks" not in fields:
+        return dict(fields)
+    return {**fields, "hooks": hooks_value(fields["hooks"], current)}
+
+
+def hooks_value(value: Any, current: Hooks) -> Hooks:
+    """``current`` changed by ``value``: a ``Hooks``, None, or a mapping of entries to change."""
+    if value is None:
+        return Hooks()
+    if isinstance(value, Hooks):
+        entries = _entries(value)
+    elif isinstance(value, Mapping):
+        entries = _entries(current)
+        for key, item in value.items():
+            entries[key] = list(item) if isinstance(item, tuple) else item
+            if item is None:
+                del entries[key]
+    else:
+        kind = type(value).__name__
+        raise InvalidInput(f"hooks must be a mapping such as {{'on_merge': 'make deploy'}}, not a {kind}")
+    try:
+        return statefile.read_hooks(entries)
+    except statefile.FieldError as exc:
+        raise InvalidInput(f"hooks: {exc}") from None
+
+
+def _entries(hooks: Hooks) -> dict[str, Any]:
+    return {key: value for key, value in statefile.hooks_fields(hooks) if value is not OMIT}

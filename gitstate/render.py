@@ -5,6 +5,7 @@ The JSON schema only grows: fields are added, never renamed or removed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -63,6 +64,11 @@ def project_json(project: Project, now: datetime) -> dict[str, Any]:
             "requires": list(s.requires),
             "copy_files": list(s.copy_files),
             "setup": s.setup,
+        },
+        "hooks": {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(s.hooks).items()
+            if value is not None
         },
         "meta": dict(s.meta),
         "counts": counts(project, now),
@@ -152,6 +158,9 @@ def project_detail(project: Project, now: datetime) -> str:
         elif isinstance(raw, list):
             value = ", ".join(raw) or None
         lines.append(f"  {key + ':':13} {value if value is not None else '(default)'}")
+    for key, raw in data["hooks"].items():
+        value = ", ".join(raw) if isinstance(raw, list) else raw
+        lines.append(f"  {'hooks.' + key + ':':13} {format_duration(raw) if key == 'timeout' else value}")
     c = data["counts"]
     shown = ", ".join(f"{c[s.value]} {s.value}" for s in Status if c[s.value])
     lines.append(f"  {'tasks:':13} {c['total']} ({shown or 'none'}); {c['ready']} ready")

@@ -20,6 +20,11 @@ The layout of a file::
       timeout: 30m
       lease: 15m
       requires: [python]
+    hooks:                        # whom to tell when tasks move (see ``lifecycle``)
+      on_merge: ./notify.sh       # also on_claim, on_complete, on_fail
+      webhook: $SHOP_WEBHOOK      # an http(s) URL, or $NAME: the URL is in that variable
+      events: [fail, merge]       # what the webhook gets (default: all four)
+      timeout: 10s
     meta: {}                      # yours; gitstate never reads it
     tasks:
       t-3kq9x2m:
@@ -37,20 +42,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from gitstate import canonical, names, yamlblock
 from gitstate.errors import GitStateError, InvalidInput, InvalidState, StateFileError
-from gitstate.model import TASK_FIELDS, Project, Settings, Status, Task, check_graph
+from gitstate.model import HOOK_EVENTS, TASK_FIELDS, Hooks, Project, Settings, Status, Task, check_graph
+from gitstate.redact import redact
 from gitstate.timefmt import format_duration, format_timestamp, parse_duration, parse_timestamp
 from gitstate.yamlblock import KEEP, OMIT
 
 VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024
-TOP_KEYS = ("version", "project", "description", "created_at", "defaults", "meta", "tasks")
+TOP_KEYS = ("version", "project", "description", "created_at", "defaults", "hooks", "meta", "tasks")
 DEFAULT_KEYS = ("command", "check", "max_retries", "timeout", "lease", "requires", "copy_files", "setup")
+HOOK_KEYS = tuple(f.name for f in dataclasses.fields(Hooks))
+_ENV_NAME = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
 _CONFLICT_MARKERS = ("<<<<<<< ", "<<<<<<<\n", "=======\n", ">>>>>>> ", ">>>>>>>\n", "||||||| ")
 # Line separators other than "\n" are refused everywhere: YAML scanners count
 # some of them as line breaks, which would put every later line number off.
@@ -220,6 +229,78 @@ _DEFAULT_READERS: Mapping[str, Callable[[str, Any], Any]] = {
 }
 
 
+def _hook_command(key: str, value: Any) -> str | None:
+    return None if value is None else _text(key, value, required=True)
+
+
+def _webhook(key: str, value: Any) -> str | None:
+    """An http(s) URL without credentials, or ``$NAME`` (the URL is in that variable)."""
+    url = _hook_command(key, value)
+    if url is None:
+        return None
+    if any(c.isspace() for c in url):
+        raise FieldError(key, f"'{key}' must be a URL or $NAME without spaces")
+    if url.startswith("$"):
+        if not _ENV_NAME.fullmatch(url):
+            raise FieldError(key, f"'{key}' {url!r} is not a variable name; write it like $SHOP_WEBHOOK")
+        return url
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if not port_ok or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FieldError(
+            key, f"'{key}' must be an http:// or https:// URL, or $NAME to read it from the environment"
+        )
+    if parts.username is not None or redact(url) != url:
+        # The URL is left out of the message: it holds the secret.
+        raise FieldError(
+            key,
+            f"'{key}' holds credentials (user:password@ or a token); keep them out of git: "
+            f"put the URL in an environment variable and write {key}: $NAME",
+        )
+    return url
+
+
+def _hook_events(key: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise FieldError(key, f"'{key}' must be a list of events such as [fail, merge], not {_kind(value)}")
+    if not value:
+        raise FieldError(key, f"'{key}' is empty; list at least one event, or leave it out to send them all")
+    for item in value:
+        if item not in HOOK_EVENTS:
+            raise FieldError(key, f"'{key}' lists unknown event {item!r}; events: {', '.join(HOOK_EVENTS)}")
+    if len(set(value)) != len(value):
+        raise FieldError(key, f"'{key}' lists an event twice")
+    return tuple(str(item) for item in value)
+
+
+_HOOK_READERS: Mapping[str, Callable[[str, Any], Any]] = {
+    **{f"on_{event}": _hook_command for event in HOOK_EVENTS},
+    "webhook": _webhook,
+    "events": _hook_events,
+    "timeout": _duration,
+}
+
+
+def read_hooks(value: Any) -> Hooks:
+    """``Hooks`` from a loaded ``hooks:`` mapping (empty or None: no hooks); raises ``FieldError``."""
+    if value is None:
+        return Hooks()
+    if not isinstance(value, dict):
+        raise FieldError("hooks", f"'hooks' must be a mapping such as {{on_merge: CMD}}, not {_kind(value)}")
+    values: dict[str, Any] = {}
+    for key, item in value.items():
+        reader = _HOOK_READERS.get(key)
+        if reader is None:
+            raise FieldError(key, _unknown("hook setting", key, HOOK_KEYS))
+        values[key] = reader(key, item)
+    return Hooks(**values)
+
+
 def _unknown(kind: str, key: Any, known: Sequence[str]) -> str:
     guess = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean '{guess[0]}'?)" if guess else f"; known fields: {', '.join(known)}"
@@ -305,14 +386,38 @@ def _defaults_fields(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
+def hooks_fields(hooks: Hooks) -> list[tuple[str, Any]]:
+    """The ``hooks:`` entries in file order, with ``OMIT`` for those not set."""
+    return [
+        *((f"on_{event}", _out(hooks.command(event))) for event in HOOK_EVENTS),
+        ("webhook", _out(hooks.webhook)),
+        ("events", _out(hooks.events)),
+        ("timeout", OMIT if hooks.timeout is None else format_duration(hooks.timeout)),
+    ]
+
+
+def _hooks_say(hooks: Hooks) -> Callable[[str, Any], bool]:
+    """Whether a raw YAML value already reads as ``hooks``'s value for that key."""
+
+    def same(key: str, raw: Any) -> bool:
+        try:
+            return bool(_HOOK_READERS[key](key, raw) == getattr(hooks, key))
+        except FieldError:
+            return False
+
+    return same
+
+
 def _top_fields(settings: Settings) -> list[tuple[str, Any]]:
     defaults = {k: v for k, v in _defaults_fields(settings) if v is not OMIT}
+    hooks = {k: v for k, v in hooks_fields(settings.hooks) if v is not OMIT}
     return [
         ("version", VERSION),
         ("project", settings.name),
         ("description", _out(settings.description, "")),
         ("created_at", _out(settings.created_at)),
         ("defaults", defaults or OMIT),
+        ("hooks", hooks or OMIT),
         ("meta", OMIT if not settings.meta else dict(settings.meta)),
     ]
 
@@ -464,6 +569,7 @@ def _read_settings(data: CommentedMap, fail: Callable[..., StateFileError]) -> S
             values[key] = reader(key, value)
         except FieldError as exc:
             raise fail(key, str(exc), defaults) from None
+    values["hooks"] = _read_hooks_at(data, fail)
     try:
         return Settings(
             name=data["project"],
@@ -474,6 +580,17 @@ def _read_settings(data: CommentedMap, fail: Callable[..., StateFileError]) -> S
         )
     except FieldError as exc:
         raise fail(exc.key, str(exc)) from None
+
+
+def _read_hooks_at(data: CommentedMap, fail: Callable[..., StateFileError]) -> Hooks:
+    """The ``hooks:`` mapping; an error names the line of the entry at fault."""
+    hooks = data.get("hooks")
+    try:
+        return read_hooks(hooks)
+    except FieldError as exc:
+        if isinstance(hooks, CommentedMap) and exc.key in hooks:
+            raise fail(exc.key, f"hooks: {exc}", hooks) from None
+        raise fail("hooks", str(exc)) from None
 
 
 def _parse_by_blocks(lines: list[str], path: str) -> StateDoc | None:
@@ -726,6 +843,11 @@ def _edit_top(block: Sequence[str], key: str, value: Any, settings: Settings) ->
     def mutate(data: CommentedMap) -> None:
         if key == "defaults" and isinstance(data.get(key), CommentedMap):
             yamlblock.update_mapping(data[key], _defaults_fields(settings))
+        elif key == "hooks" and value is not OMIT and isinstance(data.get(key), CommentedMap):
+            # Entry by entry, so a person's comments and spelling in ``hooks:`` survive.
+            hooks = data[key]
+            fields = _keep_unchanged(hooks_fields(settings.hooks), hooks, _hooks_say(settings.hooks))
+            yamlblock.update_mapping(hooks, fields)
         else:
             yamlblock.update_mapping(data, [(key, value)])
 

@@ -117,7 +117,7 @@ def run_claimed(
         if not command or tree is None:
             final = agent.fail(store, project.name, task.id, error=NO_COMMAND, agent=name, park=name)
             return Ran(project.name, task, None, final), None
-        env = {**os.environ, **agent.task_environment(project, task, tree)}
+        env = {**os.environ, **agent.task_environment(project, task, tree, store.branch)}
 
         def heartbeat() -> bool:
             return agent.renew(store, project.name, task.id, name, task.attempts) is not None

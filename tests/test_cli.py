@@ -98,6 +98,7 @@ def test_json_outputs(gs: Run) -> None:
             "copy_files": [],
             "setup": None,
         },
+        "hooks": {},
         "meta": {},
         "counts": {
             "pending": 0,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,6 @@ from click.testing import CliRunner
 from gitstate import statefile
 from gitstate.cli import cli
 from gitstate.demo import example_files
-from gitstate.model import Status
 from tests.conftest import fsck, git
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "projects"
@@ -66,12 +68,36 @@ def test_the_commented_example_uses_every_field() -> None:
     )
 
 
-def test_demo_builds_a_scratch_repository(tmp_path: Path) -> None:
-    target = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--dir", str(target)], catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith(f"scratch repository: {target}\n")
-    assert f"cd {target}" in result.stdout
+def test_demo_runs_a_pass_in_a_scratch_repository(tmp_path: Path) -> None:
+    """The README's first command, as a user runs it: a real process, with its own temp folder."""
+    home = Path(os.environ["HOME"])
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    for name in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):  # the demo runs on the real clock
+        env.pop(name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitstate", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    [target] = list(scratch.iterdir())
+    assert target.name.startswith("gitstate-demo-")
+    assert out.startswith(f"scratch repository: {target}\n")
+    for heading in ("$ gitstate run --agents 3", "$ gitstate status", "$ gitstate log", "$ git log --graph"):
+        assert f"\n{heading}" in out, heading
+    assert "conflict webapp/t-cart: conflicts with shop/routes.py" in out or (
+        "conflict webapp/t-catalog: conflicts with shop/routes.py" in out
+    )
+    assert f"cd {target}\n" in out and "gitstate task history webapp t-cart" in out
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before  # $HOME untouched
+
     status = CliRunner().invoke(cli, ["-C", str(target), "status", "--json"], catch_exceptions=False)
     counts = {p["name"]: p["counts"] for p in json.loads(status.stdout)["projects"]}
     examples = {
@@ -81,9 +107,19 @@ def test_demo_builds_a_scratch_repository(tmp_path: Path) -> None:
     assert {name: counts[name]["total"] for name in counts} == {
         name: len(p.tasks) for name, p in examples.items()
     }
-    assert counts["docs"]["cancelled"] == sum(
-        t.status == Status.CANCELLED for t in examples["docs"].tasks.values()
-    )
+    assert {name: counts[name]["merged"] + counts[name]["cancelled"] for name in counts} == {
+        name: len(p.tasks) for name, p in examples.items()
+    }
+    events = git(target, "log", "--first-parent", "--format=%(trailers:key=Gitstate-Event,valueonly)").split()
+    log = CliRunner().invoke(cli, ["-C", str(target), "log", "--json"], catch_exceptions=False).stdout
+    kinds = [json.loads(line)["event"] for line in log.splitlines()]
+    assert kinds.count("fail") == 1 and kinds.count("reject") == 1 and kinds.count("merge") == 7
+    assert sorted(events) == sorted(kinds)  # plain git reads the same trailers
+    cart = CliRunner().invoke(cli, ["-C", str(target), "task", "show", "webapp", "t-cart", "--json"]).stdout
+    assert json.loads(cart)["task"]["attempts"] in (2, 3)  # failed once; the conflict costs one more
+    routes = (target / "shop/routes.py").read_text()
+    for route in ("/products", "/cart", "/checkout"):
+        assert route in routes
     assert git(target, "status", "--porcelain") == ""
     fsck(target)
 

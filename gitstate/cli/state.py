@@ -70,7 +70,40 @@ def _project_options(f: F) -> F:
     )(f)
     f = click.option("--lease", metavar="DURATION", help="How long a claim holds before it expires (15m).")(f)
     f = click.option("--check", help="Command that must pass before a task's work lands on the branch.")(f)
+    f = click.option(
+        "--hook-timeout", metavar="DURATION", help="How long each lifecycle hook may run (10s)."
+    )(f)
+    f = click.option(
+        "--hook-events",
+        metavar="EVENTS",
+        help="Events the webhook gets, comma-separated: claim,complete,fail,merge (default: all).",
+    )(f)
+    f = click.option(
+        "--webhook",
+        metavar="URL",
+        help="POST each event as JSON to URL; '$NAME' reads the URL from variable NAME; '' removes it.",
+    )(f)
+    f = click.option(
+        "--hook",
+        "hooks",
+        multiple=True,
+        metavar="EVENT=COMMAND",
+        help="Run COMMAND when a task is claimed, completed, failed or merged (repeatable; EVENT= removes).",
+    )(f)
     return common_options(f)
+
+
+def _project_fields(options: dict[str, Any]) -> dict[str, Any]:
+    from gitstate import lifecycle
+    from gitstate.errors import InvalidInput
+
+    fields = fields_from(options, _PROJECT_CLEARABLE)
+    hooks = lifecycle.option_fields(
+        options["hooks"], options["webhook"], options["hook_events"], options["hook_timeout"]
+    )
+    if hooks and "hooks" in fields:
+        raise InvalidInput("--clear hooks conflicts with --hook, --webhook, --hook-events and --hook-timeout")
+    return {**fields, **hooks}
 
 
 _PROJECT_CLEARABLE = (
@@ -84,6 +117,7 @@ _PROJECT_CLEARABLE = (
     "copy_files",
     "setup",
     "meta",
+    "hooks",
 )
 
 
@@ -102,7 +136,7 @@ def project_add(name: str, as_json: bool, **options: Any) -> None:
     from gitstate.render import project_json
 
     app = get_app()
-    made = projects.create(app.store, name, fields_from(options, _PROJECT_CLEARABLE))
+    made = projects.create(app.store, name, _project_fields(options))
     if as_json:
         echo_json({"project": project_json(made, app.store.clock.now())})
     else:
@@ -119,12 +153,13 @@ def project_edit(name: str, as_json: bool, **options: Any) -> None:
     \b
     Example:
       gitstate project edit api --lease 30m --clear command
+      gitstate project edit api --hook merge='make deploy' --webhook '$API_WEBHOOK'
     """
     from gitstate import projects
     from gitstate.render import project_json
 
     app = get_app()
-    changed = projects.edit(app.store, name, fields_from(options, _PROJECT_CLEARABLE))
+    changed = projects.edit(app.store, name, _project_fields(options))
     if as_json:
         echo_json({"project": project_json(changed, app.store.clock.now())})
     else:
