@@ -446,7 +446,10 @@ def _worktree_of(store: Store, project: str, task_id: str) -> Worktree | None:
     path = Worktrees(store.repo).path_for(project, task_id)
     if not (path / ".git").is_file():
         return None
-    return store.repo.worktree_at(path)
+    try:
+        return store.repo.worktree_at(path)
+    except RepositoryError:  # its `.git` file was cut short (`git worktree add` killed): no work in it
+        return None
 
 
 def save_work(store: Store, project: str, task: Task, tree: Worktree, what: str) -> Oid | None:
@@ -460,7 +463,8 @@ def save_work(store: Store, project: str, task: Task, tree: Worktree, what: str)
         # missing files are not deletions, and staging them would commit the removal of
         # every file on the branch.
         return None
-    staged = store.repo.stage_all(tree)
+    # Files copied in from the person's checkout (.env...) are never the task's work.
+    staged = store.repo.stage_all(tree, store.read(project).settings.copy_files)
     if staged == store.repo.commit_tree_oid(tip):
         return None
     change = Change(Project(Settings(name=project)), "save", f"{what} on {project}/{task.id}", (task.id,))
@@ -483,7 +487,8 @@ def _commit_on_branch(
         raise NotFound(f"branch {ref} is gone; the task's work cannot be recorded (run `gitstate release`)")
     if tree is not None and repo.head_of(tree) != ref:
         raise RepositoryError(f"{tree.path} no longer has {ref} checked out; check it out again, then retry")
-    base = repo.stage_all(tree) if tree is not None else repo.commit_tree_oid(tip)
+    copied = current.settings.copy_files  # (.env...) never committed: they are not the task's work
+    base = repo.stage_all(tree, copied) if tree is not None else repo.commit_tree_oid(tip)
     path = state_path(current.name)
     found = repo.info(f"{base}:{path}")
     if found is None:
@@ -653,9 +658,10 @@ def _reap_one(store: Store, project: str, task: Task, reason: str) -> Task | Non
             current.with_task(back), "reap", f"reap {project}/{task.id}: {back.status}", (task.id,), "reaper"
         )
 
-    store.update(project, change)
+    committed = store.update(project, change)
     if not result:
         return None
+    lifecycle.fire(store, "fail", committed.project, result[0], commit=committed.commit, agent="reaper")
     tree = _worktree_of(store, project, task.id)
     if tree is not None and _nobody_holds(store, project, task.id):
         with contextlib.suppress(GitStateError):

@@ -4,8 +4,10 @@ Every commit gitstate makes carries ``Gitstate-Project``, ``Gitstate-Task``,
 ``Gitstate-Event``, ``Gitstate-Agent`` and ``Gitstate-Status`` trailers, so
 one ``git log`` process reads the whole history, however long (never a
 process per commit). Both read the state branch's own line of history
-(``--first-parent``): every event is recorded there once; a task branch's
-commits repeat what its claim and completion already said.
+(``--first-parent``), where every event is recorded once (a task branch's
+commits repeat what its claim and completion already said), and the lines of
+other clones that ``sync`` merges brought in: their second parents are read
+the same way, so a few ``git log`` processes cover any number of clones.
 
 A task's history reads the task in each commit that changed its project's
 STATE.yaml, so commits without trailers count too: a person's edit, a plain
@@ -20,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gitstate.errors import GitStateError, NotFound
+from gitstate.errors import GitStateError, InvalidInput, NotFound
 from gitstate.git import Oid
 from gitstate.model import Task
-from gitstate.names import check_agent_name, check_project_name, check_task_id
+from gitstate.names import check_project_name, check_task_id
 from gitstate.statefile import state_path
 from gitstate.store import Store
 from gitstate.timefmt import format_timestamp
@@ -118,13 +120,17 @@ def events(
     if task is not None:
         args.append(f"--grep=^Gitstate-Task: {check_task_id(task)}$")
     if agent is not None:
-        args.append(f"--grep=^Gitstate-Agent: {_literal(check_agent_name(agent))}$")
+        if not agent.strip() or any(c in agent for c in "\n\r\0"):
+            raise InvalidInput(f"--agent {agent!r} is not a name; give the name as `gitstate log` shows it")
+        args.append(f"--grep=^Gitstate-Agent: {_literal(agent)}$")
     if kind is not None:
         args.append(f"--grep=^Gitstate-Event: {_literal(kind)}$")
     if since is not None:
-        args.append(f"--since={int(since.timestamp())}")
+        # Not --since: that stops the walk at the first older commit, and one
+        # commit from a machine with a slow clock would hide everything after it.
+        args.append(f"--since-as-filter={int(since.timestamp())}")
     count = 0
-    for record in _records(store, "--first-parent", *args, store.ref):
+    for record in _records(store, "--first-parent", *args, *_lines(store)):
         for item in _expand(record):
             if (
                 (task and item.task != task)
@@ -136,6 +142,26 @@ def events(
                 return
             count += 1
             yield item
+
+
+def _lines(store: Store) -> list[str]:
+    """Where the state branch's lines of history start: its tip, and the other side of
+    every ``sync`` merge of another clone's state (found in rounds: a side may hold syncs)."""
+    starts = [store.ref]
+    seen: set[str] = set()
+    new = [store.ref]
+    while new:
+        out = store.repo.git(
+            "log", "--first-parent", "--format=%H %P", "--grep=^Gitstate-Event: sync$", *new, "--not", *seen
+        ).stdout.decode()
+        new = []
+        for line in out.splitlines():
+            commit, *parents = line.split()
+            seen.add(commit)
+            new += [p for p in parents[1:] if p not in seen]
+        seen.update(new)
+        starts += new
+    return starts
 
 
 def _literal(text: str) -> str:
@@ -180,11 +206,11 @@ def history(store: Store, project: str, task_id: str) -> list[State]:
     """Every state the task went through on the state branch, oldest first, with its commit."""
     check_task_id(task_id)
     path = state_path(check_project_name(project))
-    records = list(_records(store, "--first-parent", store.ref, "--", path))
+    records = list(_records(store, "--first-parent", *_lines(store), "--", path))
     states: list[State] = []
     last: Task | None = None
     for record in reversed(records):
-        if record.kinds and task_id not in record.tasks:
+        if record.tasks and task_id not in record.tasks:
             continue  # gitstate's own commit about other tasks: this one did not change
         now = _task_at(store, project, task_id, record.commit)
         if now != last:
@@ -196,26 +222,30 @@ def history(store: Store, project: str, task_id: str) -> list[State]:
     return states
 
 
-def merge_of(store: Store, project: str, task_id: str, tip: str | None = None) -> Oid:
-    """The last commit on the state branch (or before ``tip``) that merged the task, by its trailers."""
-    out = (
-        store.repo.git(
-            "log",
-            "--first-parent",
-            "--format=%H",
-            "--max-count=1",
-            "--all-match",
-            "--grep=^Gitstate-Event: merge$",
-            f"--grep=^Gitstate-Task: {check_task_id(task_id)}$",
-            f"--grep=^Gitstate-Project: {check_project_name(project)}$",
-            tip or store.ref,
-        )
-        .stdout.decode()
-        .split()
-    )
-    if not out:
+def merge_of(store: Store, project: str, task_id: str) -> Oid:
+    """The last commit on the state branch that merged the task, by its trailers."""
+    found = last_event(store, project, task_id, ("merge",))
+    if found is None:
         raise NotFound(f"no merge of {project}/{task_id} is on {store.branch}; nothing to roll back")
-    return Oid(out[0])
+    return found[1]
+
+
+def last_event(store: Store, project: str, task_id: str, kinds: tuple[str, ...]) -> tuple[str, Oid] | None:
+    """The newest of the task's events of these ``kinds`` on the state branch's lines: (kind, commit)."""
+    for record in _records(
+        store,
+        "--first-parent",
+        "--all-match",
+        "--extended-regexp",
+        f"--grep=^Gitstate-Event: ({'|'.join(map(_literal, kinds))})$",
+        f"--grep=^Gitstate-Task: {check_task_id(task_id)}$",
+        f"--grep=^Gitstate-Project: {check_project_name(project)}$",
+        *_lines(store),
+    ):
+        kind = record.kind_of(task_id)  # one commit may carry several tasks' events
+        if kind in kinds:
+            return kind, Oid(record.commit)
+    return None
 
 
 def _task_at(store: Store, project: str, task_id: str, commit: str) -> Task | None:

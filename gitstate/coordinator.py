@@ -24,14 +24,13 @@ its error, and its branch kept for the next attempt.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gitstate import agent, audit, executor, lifecycle, locks, merge3, statefile
-from gitstate.errors import GitStateError, NotFound
+from gitstate.errors import GitStateError
 from gitstate.git import Oid
 from gitstate.model import Project, Status, Task, claim_order, move
 from gitstate.render import quoted_title
@@ -45,7 +44,9 @@ RECHECKS = 5
 
 @dataclass(frozen=True)
 class Landing:
-    """What happened to one task: ``merged``, ``conflict``, ``refused``, ``check_failed`` or ``deferred``."""
+    """What happened to one task: ``merged``, ``conflict``, ``refused``, ``check_failed``,
+    ``reverted`` (its earlier merge was reverted), ``changed`` (changed by another writer
+    meanwhile; left as it is) or ``deferred``."""
 
     project: str
     task: str
@@ -110,7 +111,7 @@ class Coordinator:
             # from another clone), unless it was merged once: then it is only
             # completed again because that merge was reverted with plain git.
             try:
-                self._landed_before(project.name, task, self.store.head())
+                self._landed_before(project.name, task)
             except _Rejected as rejected:
                 self._reject(project.name, task, rejected.outcome, rejected.detail)
         return sorted(ready, key=lambda t: claim_order(t, project.name))
@@ -167,7 +168,7 @@ class Coordinator:
             raise _Rejected(task, "refused", f"its branch {task.branch} is gone")
         base = self.repo.merge_base(ours, theirs)
         if base == theirs:
-            self._landed_before(name, task, ours)
+            self._landed_before(name, task)
         forged = self._forged(name, task, base, theirs)
         if forged:
             raise _Rejected(task, "refused", forged)
@@ -179,6 +180,12 @@ class Coordinator:
         mine, theirs_doc, base_doc = self._doc(ours, path), self._doc(theirs, path), self._doc(base, path)
         if mine is None or theirs_doc is None:
             raise _Rejected(task, "refused", f"{path} is missing on one side")
+        now = mine[0].project.task(task.id)
+        if now is None or now.status != Status.COMPLETED or now.attempts != task.attempts:
+            # Retried, cancelled or reaped since the batch was read: that write stands.
+            raise _Rejected(
+                task, "changed", f"it is {now.status if now else 'gone'} on {self.store.branch} now"
+            )
         merged, problems = merge3.merge(
             base_doc[0].project if base_doc else None, mine[0].project, theirs_doc[0].project
         )
@@ -206,14 +213,15 @@ class Coordinator:
         )
         return self.store.commit(self.repo.replace_path(tree, path, blob), parents, change, mine[0].project)
 
-    def _landed_before(self, name: str, task: Task, ours: Oid) -> None:
-        """Refuse a branch gitstate merged once already: the task is completed
+    def _landed_before(self, name: str, task: Task) -> None:
+        """Refuse a completion gitstate merged once already: the task is completed
         again only because that merge was reverted with plain git, and merging
-        the branch again would land nothing. (A branch a person merged by hand
-        lands as usual: its work is there.)"""
-        with contextlib.suppress(NotFound):
-            merge = audit.merge_of(self.store, name, task.id, ours)
-            raise _Rejected(task, "reverted", f"its merge {merge[:12]} was reverted")
+        its branch again would land nothing. A completion claimed after the
+        merge (the task was redone) is a new one; a branch a person merged by
+        hand lands as usual: its work is there."""
+        found = audit.last_event(self.store, name, task.id, ("merge", "claim"))
+        if found is not None and found[0] == "merge":
+            raise _Rejected(task, "reverted", f"its merge {found[1][:12]} was reverted")
 
     def _doc(self, commit: Oid | None, path: str) -> tuple[StateDoc, str] | None:
         if commit is None:
@@ -337,9 +345,14 @@ class Coordinator:
             summary = f"reject {name}/{task.id}: {outcome.replace('_', ' ')}; {back.status}"
             return Change(current.with_task(back), "reject", summary, (task.id,), "coordinator")
 
-        self.store.update(name, change)
-        if outcome == "reverted" and task.branch:
+        if outcome == "reverted" and task.branch:  # while it is completed, so no claim starts the branch anew
             agent.drop_landed_branch(self.store, task.branch)
+        committed = self.store.update(name, change)
+        back = committed.project.task(task.id)
+        if committed.changed and back is not None and outcome != "reverted":  # an attempt that failed
+            lifecycle.fire(
+                self.store, "fail", committed.project, back, commit=committed.commit, agent="coordinator"
+            )
 
     def _record(self, landing: Landing) -> None:
         self.report.landings.append(landing)

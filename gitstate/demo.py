@@ -182,9 +182,21 @@ def run(target: Path | None, say: Callable[[str], None], *, agents: int = AGENTS
     return path
 
 
+# The scratch repository's own settings win over the user's global git config,
+# which might sign commits, refuse merges that are not fast-forwards, or run hooks.
+SCRATCH_CONFIG = {
+    "user.name": "gitstate demo",
+    "user.email": "demo@gitstate.invalid",
+    "commit.gpgsign": "false",
+    "merge.ff": "true",
+    "core.autocrlf": "false",
+}
+
+
 def _seed(repo: Repository, path: Path) -> None:
-    repo.set_config("user.name", "gitstate demo")
-    repo.set_config("user.email", "demo@gitstate.invalid")
+    for key, value in SCRATCH_CONFIG.items():
+        repo.set_config(key, value)
+    repo.set_config("core.hooksPath", str(repo.common_dir / "no-hooks"))  # none: not a template's
     (path / "README.md").write_text("A scratch repository made by `gitstate demo`.\n")
     (path / "shop").mkdir()
     (path / "shop" / "routes.py").write_text(ROUTES_FILE)

@@ -180,7 +180,7 @@ _DETACH = 'exec 3<&0; "$@" 0<&3 3<&- &'
 
 def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str], stdin: bytes, cwd: Path) -> None:
     """Start ``argv`` in a new session with ``stdin`` as its input and no output; return at once."""
-    with subprocess.Popen(
+    proc = subprocess.Popen(
         ["/bin/sh", "-c", _DETACH, "sh", *argv],
         cwd=cwd,
         env=dict(env),
@@ -188,5 +188,8 @@ def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str], stdin: bytes,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-    ) as proc:
-        _feed(proc.stdin, stdin)
+    )
+    # More than a pipe holds (64 KiB) would block until the command reads it:
+    # a thread feeds it instead, and, not being a daemon, finishes before exit.
+    threading.Thread(target=_feed, args=(proc.stdin, stdin), name="detached-stdin").start()
+    proc.wait()  # the shell, which exits once the command is in the background

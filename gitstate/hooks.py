@@ -77,6 +77,10 @@ def _illegal_moves(path: str, before: Project, after: Project) -> list[str]:
 
 HOOKS = ("pre-commit", "pre-merge-commit")
 MARKER = "gitstate-hook"
+# Hooks written by hook managers, which must stay where they are: they find
+# their configuration by their own name (husky, lefthook), or refuse to run
+# renamed (the pre-commit framework). gitstate is added to their configuration.
+MANAGERS = {"pre-commit.com": "the pre-commit framework", "husky": "husky", "lefthook": "lefthook"}
 
 
 def script(name: str) -> str:
@@ -115,16 +119,32 @@ def install(repo: Repository, python: str) -> list[str]:
             "add `gitstate hook pre-commit` to your pre-commit hook to check STATE.yaml files"
         ]
     folder.mkdir(parents=True, exist_ok=True)
+    # A hooks folder in the work tree is usually committed and shared: no path
+    # to this machine's Python there; the hook finds gitstate on PATH.
+    shared = (
+        repo.toplevel is not None
+        and folder.is_relative_to(repo.toplevel.resolve())
+        and not folder.is_relative_to(repo.common_dir.resolve())
+    )
     done = []
     for name in HOOKS:
-        text = script(name).replace('python=""', f"python={shlex.quote(python)}", 1)
+        text = (
+            script(name) if shared else script(name).replace('python=""', f"python={shlex.quote(python)}", 1)
+        )
         target = folder / name
         kept = ""
         if target.exists() or target.is_symlink():
             current = target.read_bytes() if target.is_file() else b""
+            manager = next((who for mark, who in MANAGERS.items() if mark.encode() in current), None)
             if MARKER.encode() in current:
                 if current == text.encode():
                     continue
+            elif manager is not None:
+                done.append(
+                    f"did not install the {name} hook: {manager} manages {target}; add "
+                    f"`gitstate hook {name}` to its configuration (README: Git hooks)"
+                )
+                continue
             else:
                 legacy = folder / f"{name}.legacy"
                 if legacy.exists() or legacy.is_symlink():

@@ -72,12 +72,13 @@ from gitstate.importfiles import INHERITABLE, Draft, Parsed, kind_of, load_docum
 from gitstate.model import Project, Status, Task, check_graph
 from gitstate.redact import refuse_secrets
 from gitstate.render import SCHEMA_VERSION, first_line, project_json, table, task_json
-from gitstate.statefile import FieldError, read_task
+from gitstate.statefile import MAX_BYTES, FieldError, read_task
 from gitstate.store import Change, Store
 from gitstate.timefmt import format_timestamp
 from gitstate.trackers import read_beads, read_ggen, read_taskmaster
 
 FORMATS = ("list", "ggen", "beads", "taskmaster")
+__all__ = ["FORMATS", "MAX_BYTES", "Plan", "export", "import_tasks", "plan_import"]
 _FINAL = (Status.MERGED, Status.CANCELLED)
 
 

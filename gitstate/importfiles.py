@@ -125,12 +125,19 @@ def load_document(text: str, source: str, format: str) -> tuple[Any, list[int] |
         problem = exc
     except RecursionError:
         raise InvalidInput(f"{source} is nested too deeply to be a task list") from None
+    except ValueError as exc:  # a number too long to read, say
+        raise InvalidInput(f"{source}: {_unreadable(exc)}; fix the file and import it again") from None
     if source.endswith(".json") or format in ("ggen", "taskmaster"):
         raise InvalidInput(
             f"{source}:{problem.lineno}:{problem.colno}: not valid JSON ({problem.msg}); "
             "fix the file and import it again"
         )
     return _load_yaml(text, source), None
+
+
+def _unreadable(exc: ValueError) -> str:
+    """What Python says about a value it cannot read, without its advice to programmers."""
+    return "a value cannot be read: " + " ".join(str(exc).split(";")[0].split()).lower()
 
 
 def _is_jsonl(text: str, source: str, format: str) -> bool:
@@ -164,6 +171,10 @@ def _load_jsonl(text: str, source: str) -> tuple[list[Any], list[int]]:
             ) from None
         except RecursionError:
             raise InvalidInput(f"{source}:{number}: line {number} is nested too deeply") from None
+        except ValueError as exc:  # a number too long to read, say
+            raise InvalidInput(
+                f"{source}:{number}: line {number}: {_unreadable(exc)}; fix or remove the line"
+            ) from None
         if not isinstance(record, dict):
             raise InvalidInput(
                 f"{source}:{number}: line {number} is {kind_of(record)}, not an issue object; "
@@ -191,8 +202,8 @@ def _load_yaml(text: str, source: str) -> Any:
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = " ".join((exc.problem or exc.context or "invalid YAML").split())
         raise InvalidInput(f"{where}: not valid YAML ({problem}); fix the file and import it again") from None
-    except (YAMLError, RecursionError) as exc:
-        problem = " ".join(str(exc).split())
+    except (YAMLError, RecursionError, ValueError) as exc:
+        problem = _unreadable(exc) if type(exc) is ValueError else " ".join(str(exc).split())
         raise InvalidInput(
             f"{source}: not valid YAML ({problem}); fix the file and import it again"
         ) from None

@@ -94,9 +94,9 @@ def rollback_task(
         commit = store.commit(repo.replace_path(tree, path, blob), [head], change, doc.project)
         return Built(commit, (path,), new, (blob, doc2, text2))
 
-    commit, _ = store.publish(build)
-    if task.branch:
+    if task.branch:  # while the task is merged: nobody can claim it and start that branch anew
         agent.drop_landed_branch(store, task.branch)
+    commit, _ = store.publish(build)
     return result[0], commit
 
 
@@ -108,7 +108,10 @@ def restore(store: Store, project: str, rev: str, *, force: bool = False) -> tup
     found = repo.info(f"{source}:{path}")
     if found is None:
         raise NotFound(f"project {project!r} did not exist at {rev}")
-    text = repo.read(found[0])[1].decode("utf-8", errors="replace")
+    try:
+        text = repo.read(found[0])[1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the STATE.yaml of {rev} is not UTF-8 text; restore another revision") from None
     try:
         old = statefile.parse(text, path)
     except StateFileError as exc:

@@ -125,7 +125,8 @@ class Store:
         return commit
 
     def resolve(self, rev: str) -> Oid:
-        commit = self.repo.resolve(rev)
+        """The commit ``rev`` names (a tag is followed to its commit)."""
+        commit = self.repo.resolve(f"{rev}^{{commit}}") if rev and not rev.startswith("-") else None
         if commit is None:
             raise NotFound(f"revision {rev!r} does not exist; `git log` lists revisions")
         return commit
@@ -270,7 +271,7 @@ class Store:
                     "writers; retry in a moment"
                 )
         if checkouts:
-            self.checkouts.catch_up(checkouts, head)
+            self.checkouts.catch_up(checkouts, head, built.paths)
         return built.commit, built
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gitstate.agent import drop_landed_branch, restart
-from gitstate.errors import AlreadyExists, InvalidInput, NotFound, NothingReady
+from gitstate.errors import AlreadyExists, IllegalTransition, InvalidInput, NotFound, NothingReady
 from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
 from gitstate.names import check_task_id, new_task_id
 from gitstate.redact import refuse_secrets
@@ -89,6 +89,8 @@ def edit(store: Store, project: str, task_id: str, fields: Mapping[str, Any]) ->
 
 
 def cancel(store: Store, project: str, task_id: str, reason: str | None = None) -> Task:
+    refuse_secrets({"the reason": reason or ""})
+
     def change(current: Project) -> Change:
         task = move(project, get(current, task_id), Status.CANCELLED, store.clock.now())
         if reason:
@@ -105,21 +107,30 @@ def retry(store: Store, project: str, task_id: str) -> Task:
     work, unless that work is already in history (a merge reverted with plain
     git): then the next attempt starts afresh.
     """
-    branches: list[str] = []
+    before = get(store.read(project), task_id)
+    if before.status == Status.COMPLETED and before.branch:
+        # Before the task is pending again: once it is, a claim may start that branch anew.
+        drop_landed_branch(store, before.branch)
 
     def change(current: Project) -> Change:
         old = get(current, task_id)
+        if old.status == Status.IN_PROGRESS:  # a live agent's task: retrying would steal it
+            raise IllegalTransition(
+                f"task {project}/{task_id} is in_progress; the agent holding it gives it back with "
+                "`gitstate release` (or `gitstate reap` once its lease expires)"
+            )
+        if old.status == Status.MERGED:
+            raise IllegalTransition(
+                f"task {project}/{task_id} is merged; take its work back out of main with "
+                f"`gitstate rollback {project} {task_id}`"
+            )
         if old.status == Status.COMPLETED:
             task = restart(project, old, store.clock.now(), None)
-            branches[:] = [old.branch] if old.branch else []
         else:
             task = move(project, old, Status.PENDING, store.clock.now(), attempts=0, error=None)
         return Change(current.with_task(task), "retry", f"retry {project}/{task_id}", (task_id,))
 
-    done = get(store.update(project, change).project, task_id)
-    for branch in branches:
-        drop_landed_branch(store, branch)
-    return done
+    return get(store.update(project, change).project, task_id)
 
 
 def next_task(

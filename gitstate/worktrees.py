@@ -57,6 +57,7 @@ class Worktrees:
         # files, the slow part, touches nothing shared, so agents do it side by side.
         with self.locked():
             self._discard(path)  # a leftover folder, or the record of a half-made worktree
+            self._free(branch)
             path.parent.mkdir(parents=True, exist_ok=True)
             if reuse is not None and (reuse / ".git").is_file():
                 tree = self.repo.worktree_move(reuse, path)
@@ -65,6 +66,14 @@ class Worktrees:
                 tree = self.repo.worktree_add(path, branch)
         self.repo.checkout(tree, branch if reuse is not None else None)
         return tree
+
+    def _free(self, branch: str) -> None:
+        """Detach idle worktrees that still have ``branch`` checked out (one parked just
+        now, before it let go): git checks a branch out in one worktree only."""
+        idle = (self.root / IDLE).resolve()
+        for path, ref in self.repo.worktree_list():
+            if ref == f"refs/heads/{branch}" and path.parent.resolve() == idle:
+                self.repo.detach(self.repo.worktree_at(path))
 
     def scratch(self, name: str, commit: str) -> Worktree:
         """A worktree of its own for running checks, with ``commit`` checked out (detached).
@@ -137,32 +146,42 @@ class Worktrees:
         half_made = self.half_made(path)
         for record in half_made:  # nothing `git worktree remove` could remove: forget it by hand
             shutil.rmtree(record, ignore_errors=True)
-        if (path / ".git").is_file() and not half_made:
+        if (path / ".git").is_file() and not half_made and self._registered(path):
             self.repo.worktree_remove(path)
         if path.exists():  # a directory git did not know (a crash before `worktree add` finished)
             shutil.rmtree(path, ignore_errors=True)
             self.repo.worktree_prune()
 
+    def _registered(self, path: Path) -> bool:
+        """Whether ``path/.git`` names a worktree record that exists (it may be cut short)."""
+        try:
+            return self.repo.worktree_at(path).git_dir.is_dir()
+        except GitStateError:
+            return False
+
     def half_made(self, path: Path | None = None) -> list[Path]:
         """Records in ``.git/worktrees`` of worktrees whose ``git worktree add`` was killed.
 
-        git leaves them locked ("initializing"), never prunes them, and some
-        (no ``commondir`` yet) make every later ``git worktree`` command fail.
-        With ``path``, those of a worktree at ``path`` (or that had not yet
-        written where theirs is and bear its name); without, all of them.
+        git locks a record while it makes it ("initializing") and never prunes
+        a locked one; some (no ``commondir`` yet) make every later ``git
+        worktree`` command fail. Half-made: locked "initializing", or locked
+        and not yet saying where its worktree is (a person's ``git worktree
+        lock`` keeps the rest). With ``path``, those of a worktree at ``path``
+        (or that bear its name and say nothing of where); without, all of them.
         """
         admin = self.repo.common_dir / "worktrees"
         found = []
         for record in sorted(admin.iterdir()) if admin.is_dir() else ():
             try:
-                if (record / "locked").read_text().strip() != "initializing":
-                    continue
+                reason = (record / "locked").read_text().strip()
             except OSError:
-                continue
+                continue  # not locked: `git worktree prune` removes what is left of it
             try:
                 written = (record / "gitdir").read_text().strip()
             except OSError:
                 written = ""
+            if written and reason != "initializing":
+                continue  # locked by a person (`git worktree lock`)
             target = os.path.realpath(Path(written).parent) if written else None
             if (
                 path is None

@@ -320,3 +320,16 @@ def test_a_parked_worktree_lets_go_of_its_branch(store: Store, repo: Path) -> No
     assert (again.task.id, again.task.attempts) == ("t-only", 2)
     assert again.worktree is not None and (again.worktree.path / "wip.txt").read_text() == "half done\n"
     fsck(repo)
+
+
+def test_a_claim_frees_its_branch_from_an_idle_worktree_that_still_holds_it(store: Store, repo: Path) -> None:
+    """The moment between parking a worktree and letting go of its branch."""
+    projects.create(store, "solo", {"command": "true"})
+    tasks.add(store, "solo", "only", None, "t-only")
+    agent.claim(store, "agent-1", "solo")
+    agent.fail(store, "solo", "t-only", error="tests failed", agent="agent-1", park="agent-1")
+    parked = Worktrees(store.repo).idle_path("agent-1")
+    git(parked, "checkout", "-q", "gitstate/solo/t-only")  # as if caught before it let go
+    again = agent.claim(store, "agent-2", "solo")
+    assert again.task.id == "t-only" and again.worktree is not None
+    assert store.repo.head_of(store.repo.worktree_at(parked)) is None

@@ -126,3 +126,20 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_detached_command_gets_all_its_input_without_holding_the_caller(tmp_path: Path) -> None:
+    out = tmp_path / "got"
+    data = ("é" * 100_000).encode()  # 200 KB: more than a pipe holds
+    start = time.monotonic()
+    executor.spawn_detached(
+        ["/bin/sh", "-c", f"sleep 2; cat > {out}.part && mv {out}.part {out}"],
+        env=dict(os.environ),
+        stdin=data,
+        cwd=tmp_path,
+    )
+    assert time.monotonic() - start < 1.5  # the command sleeps 2 s before it reads anything
+    deadline = time.monotonic() + 20
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.read_bytes() == data

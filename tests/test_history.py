@@ -89,7 +89,7 @@ def test_log_filters(shop: Store, gs: Run) -> None:
     ("args", "message"),
     [
         (("--task", "-rf"), "error: task id '-rf' "),
-        (("--agent", "a b"), "error: agent name 'a b' "),
+        (("--agent", "a\nb"), "error: --agent 'a\\nb' is not a name"),
         (("--since", "yesterday-ish"), "error: --since 'yesterday-ish' "),
         (("no such",), "error: project name 'no such' "),
     ],
@@ -166,10 +166,11 @@ def test_history_counts_commits_gitstate_did_not_make(shop: Store, repo: Path, g
     assert found[1].subject == "raise t-one by hand"
 
 
-def test_reading_ten_thousand_events_is_one_git_process(
+def test_reading_ten_thousand_events_takes_two_git_processes(
     shop: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long history read in one pass: git fast-import writes 10,000 event commits."""
+    """A long history read in one pass (and one to find other clones' lines): git
+    fast-import writes 10,000 event commits."""
     stream = []
     for n in range(10_000):
         message = (
@@ -192,7 +193,7 @@ def test_reading_ten_thousand_events_is_one_git_process(
 
     monkeypatch.setattr(type(shop.repo), "git", counting)
     found = list(audit.events(shop, project="api"))
-    assert len(calls) == 1
+    assert [c[0] for c in calls] == ["log", "log"]
     assert len(found) == 10_001  # and the project's creation
     assert found[0].task == "t-9999" and found[0].agent == "a3" and found[0].new == "in_progress"
     assert len(list(audit.events(shop, agent="a3"))) == len(range(3, 10_000, 7))
@@ -375,3 +376,89 @@ def test_a_plain_git_checkout_of_an_old_state_file_is_read_like_any_edit(
         rollback.rollback_task(shop, "api", "t-zz")
     with pytest.raises(InvalidInput):
         rollback.rollback_task(shop, "api", "t-one")
+
+
+def test_events_made_in_another_clone_arrive_with_the_sync_merge(
+    shop: Store, repo: Path, tmp_path: Path, gs: Run
+) -> None:
+    from gitstate import remote
+    from gitstate.git import Repository
+
+    origin = tmp_path / "origin.git"
+    git(repo, "clone", "-q", "--bare", str(repo), str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(origin), str(other))
+    with Repository.discover(other) as handle:
+        theirs = Store(handle)
+        tasks.add(theirs, "api", "from the other clone", None, "t-far")
+        tasks.cancel(theirs, "api", "t-far", "not needed")
+        remote.push(theirs, "origin")
+    tasks.add(shop, "api", "made here", None, "t-near")
+    with Repository.discover(repo) as handle:  # a new process would see the new remote
+        assert remote.push(Store(handle), "origin").merged_remote == 1  # a sync merge brings their line in
+    found = [e[:2] for e in events(gs)]
+    assert found[0] == (None, "sync")
+    assert sorted(found[1:4]) == [("t-far", "add"), ("t-far", "cancel"), ("t-near", "add")]
+    assert [e[:2] for e in events(gs, "--task", "t-far")] == [("t-far", "cancel"), ("t-far", "add")]
+    assert [
+        (h.event, h.task.status.value if h.task else None) for h in audit.history(shop, "api", "t-far")
+    ] == [
+        ("add", "pending"),
+        ("cancel", "cancelled"),
+    ]
+
+
+def test_a_redone_completion_whose_branch_has_not_arrived_waits(shop: Store, repo: Path) -> None:
+    """Merged, rolled back, done again elsewhere: its branch is still on its way, and the
+    earlier merge must not make the coordinator take this completion for a reverted one."""
+    land(shop, "t-one", {"one.txt": "1\n"})
+    rollback.rollback_task(shop, "api", "t-one")
+    claimed = agent.claim(shop, "agent-2", "api")
+    assert claimed.worktree is not None
+    (claimed.worktree.path / "one.txt").write_text("1 again\n")
+    agent.done(shop, "api", "t-one", agent="agent-2")
+    agent.gc(shop)
+    git(repo, "branch", "-D", "gitstate/api/t-one")  # as if pushed from another clone, not fetched yet
+    assert Coordinator(shop).run().landings == []
+    task = shop.read("api").tasks["t-one"]
+    assert (task.status, task.attempts) == (Status.COMPLETED, 1)
+
+
+def test_a_retry_while_the_coordinator_checks_is_not_overwritten(shop: Store, repo: Path) -> None:
+    """The check passes, but the task was retried meanwhile: the retry stands, nothing lands."""
+    projects.edit(shop, "api", {"check": "true"})
+    tasks.add(shop, "api", "first", None, "t-one")
+    claimed = agent.claim(shop, "agent-1", "api")
+    assert claimed.worktree is not None
+    (claimed.worktree.path / "one.txt").write_text("1\n")
+    agent.done(shop, "api", "t-one", agent="agent-1")
+    coordinator = Coordinator(shop)
+    real_check = coordinator._check
+
+    def check_then_retry(name: str, commit: str) -> tuple[bool, str]:
+        result = real_check(name, commit)  # type: ignore[arg-type]
+        tasks.retry(shop, "api", "t-one")
+        return result
+
+    coordinator._check = check_then_retry  # type: ignore[method-assign]
+    report = coordinator.run()
+    assert [(x.task, x.outcome) for x in report.landings] == [("t-one", "changed")]
+    task = shop.read("api").tasks["t-one"]
+    assert (task.status, task.attempts) == (Status.PENDING, 0)
+    assert "one.txt" not in git(repo, "ls-tree", "--name-only", "main")
+
+
+def test_revisions_may_be_annotated_tags(shop: Store, repo: Path, gs: Run) -> None:
+    tasks.add(shop, "api", "first", None, "t-one")
+    git(repo, "tag", "-a", "-m", "the plan", "v1", "main")
+    tasks.edit(shop, "api", "t-one", {"title": "changed"})
+    assert (
+        json.loads(gs("task", "show", "api", "t-one", "--at", "v1", "--json").stdout)["task"]["title"]
+        == "first"
+    )
+    gs("rollback", "api", "--to", "v1")
+    assert shop.read("api").tasks["t-one"].title == "first"
+    assert gs("task", "show", "api", "t-one", "--at", "--upload-pack=x", code=1).stderr == (
+        "error: revision '--upload-pack=x' does not exist; `git log` lists revisions\n"
+    )

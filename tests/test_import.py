@@ -707,3 +707,30 @@ def test_cli_import_reads_stdin_and_refuses_a_file_it_cannot_read(repo: Path, st
     assert error == f"error: {repo / 'latin1.json'} is not UTF-8 text; save it as UTF-8 and import again\n"
     error = gs("task", "import", "web", str(repo / "missing.json"), code=1).stderr
     assert error == f"error: No such file or directory: {repo / 'missing.json'}\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        (
+            "a.json",
+            '[{"title": "x", "priority": %s}]',
+            "error: a.json: a value cannot be read: exceeds the limit",
+        ),
+        (
+            "b.jsonl",
+            '{"id": "bd-1", "title": "x", "priority": %s}\n',
+            "error: b.jsonl:1: line 1: a value cannot be read",
+        ),
+        ("c.yaml", "- title: x\n  priority: %s\n", "error: c.yaml: not valid YAML (a value cannot be read"),
+    ],
+)
+def test_a_number_too_long_to_read_is_one_line(
+    repo: Path, gs: Any, name: str, body: str, message: str
+) -> None:
+    gs("project", "add", "web")
+    before = head(repo)
+    (repo / name).write_text(body % ("9" * 5000))
+    error = gs("task", "import", "web", str(repo / name), code=1).stderr
+    assert error.startswith(message) and error.count("\n") == 1 and "sys." not in error
+    assert head(repo) == before

@@ -21,10 +21,12 @@ import pytest
 from gitstate import __version__, agent, lifecycle, projects, statefile, tasks, worker, yamlblock
 from gitstate.coordinator import Coordinator
 from gitstate.errors import InvalidInput, StateFileError
+from gitstate.git import Repository
 from gitstate.model import Hooks, Project, Settings, Status, Task
 from gitstate.redact import MARK
 from gitstate.store import Store
-from tests.conftest import git, state_text
+from gitstate.timefmt import Clock
+from tests.conftest import EPOCH, git, state_text
 
 PATH = "projects/api/STATE.yaml"
 EXAMPLE = Path(__file__).resolve().parents[1] / "projects" / "webapp" / "STATE.yaml"
@@ -385,6 +387,26 @@ def test_the_coordinator_s_merge_fires_with_the_merge_commit(api: Store, repo: P
     )
     assert git(repo, "log", "-1", "--format=%s", merged["commit"]).startswith("gitstate: merge api/t-login")
     assert events(out, 3) == ["claim-t-login", "complete-t-login", "merge-t-login"]
+
+
+def test_a_rejected_landing_and_a_reaped_lease_fire_fail(api: Store, repo: Path, out: Path) -> None:
+    projects.edit(api, "api", {"check": "test ! -e bad.txt"})
+    claimed = agent.claim(api, "agent-1", "api")
+    assert claimed.worktree is not None
+    (claimed.worktree.path / "bad.txt").write_text("fails the check\n")
+    agent.done(api, "api", "t-login", agent="agent-1")
+    Coordinator(api).run()
+    rejected = received(out, "fail-t-login")
+    assert (rejected["agent"], rejected["task"]["status"]) == ("coordinator", "pending")
+    assert rejected["task"]["error"].startswith("check failed: ")
+    tasks.edit(api, "api", "t-login", {"priority": 0})
+    agent.claim(api, "agent-2", "api", worktree=False)  # t-schema; its holder then vanishes
+    with Repository.discover(repo) as handle:
+        later = Store(handle, clock=Clock({"GIT_COMMITTER_DATE": f"{EPOCH + 3600} +0000"}))
+        assert [t.id for _, t in agent.reap(later)] == ["t-schema"]
+    reaped = received(out, "fail-t-schema")
+    assert (reaped["agent"], reaped["task"]["status"]) == ("reaper", "pending")
+    assert reaped["task"]["error"].startswith("lease expired")
 
 
 def test_a_slow_hook_does_not_hold_the_claim_up(store: Store, out: Path) -> None:

@@ -220,8 +220,12 @@ def task_import(
     from gitstate import importer
 
     if file == "-":
-        text, source = sys.stdin.read(), "stdin"
+        text, source = sys.stdin.read(importer.MAX_BYTES + 1), "stdin"  # the rest is refused unread
     else:
+        if Path(file).is_file() and Path(file).stat().st_size > importer.MAX_BYTES:
+            raise InvalidInput(
+                f"{file} is larger than {importer.MAX_BYTES // 2**20} MiB; split it and import the parts"
+            )
         try:
             text = Path(file).read_text(encoding="utf-8")
         except UnicodeDecodeError:
