@@ -51,7 +51,9 @@ done
 def make_repo(environ: dict[str, str], tasks_count: int) -> Path:
     path = Path(tempfile.mkdtemp(prefix="gitstate-agents-")) / "repo"
     path.mkdir()
-    run = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True, env=environ, capture_output=True)
+    run = lambda *a: subprocess.run(
+        ["git", "-C", str(path), *a], check=True, env=environ, capture_output=True
+    )
     run("init", "-q", "-b", "main")
     for n in range(100):
         (path / f"file{n:03d}.txt").write_text(f"content {n}\n")
@@ -119,9 +121,17 @@ def throughput(environ: dict[str, str], agents: int, count: int) -> dict[str, fl
             raise RuntimeError(err.decode())
     wall = time.perf_counter() - start
     log = subprocess.run(
-        ["git", "-C", str(path), "log",
-         "--format=%(trailers:key=Gitstate-Event,valueonly,separator=%x2C) %(trailers:key=Gitstate-Task,valueonly,separator=%x2C)"],
-        capture_output=True, text=True, check=True, env=environ,
+        [
+            "git",
+            "-C",
+            str(path),
+            "log",
+            "--format=%(trailers:key=Gitstate-Event,valueonly,separator=%x2C) %(trailers:key=Gitstate-Task,valueonly,separator=%x2C)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environ,
     ).stdout
     claims: Counter[str] = Counter()
     done = 0
@@ -146,10 +156,14 @@ def throughput(environ: dict[str, str], agents: int, count: int) -> dict[str, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=120)
     parser.add_argument("--agents", default="1,4,20")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration (medians are shown)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each configuration (medians are shown)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     environ = env()
@@ -169,23 +183,46 @@ def main() -> None:
             naive_rate = (before + after) / 2
             repeats.append({**run, "naive_tasks_per_s": naive_rate, "ratio": run["tasks_per_s"] / naive_rate})
         middle = sorted(repeats, key=lambda r: r["ratio"])[len(repeats) // 2]
-        runs.append({**middle, "ratios": [round(r["ratio"], 2) for r in repeats],
-                     "double_claims": sum(r["double_claims"] for r in repeats),
-                     "worktrees_left": max(r["worktrees_left"] for r in repeats)})
+        runs.append(
+            {
+                **middle,
+                "ratios": [round(r["ratio"], 2) for r in repeats],
+                "double_claims": sum(r["double_claims"] for r in repeats),
+                "worktrees_left": max(r["worktrees_left"] for r in repeats),
+            }
+        )
     naive_rate = statistics.median(r["naive_tasks_per_s"] for r in runs)
     if args.json:
-        print(json.dumps({"naive_tasks_per_s": naive_rate, "git_commit_s": commit, "claim_s": bare,
-                          "claim_with_worktree_s": full, "runs": runs}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "naive_tasks_per_s": naive_rate,
+                    "git_commit_s": commit,
+                    "claim_s": bare,
+                    "claim_with_worktree_s": full,
+                    "runs": runs,
+                },
+                indent=2,
+            )
+        )
         return
     print(f"naive loop (worktree add -b, no-op, commit, remove): median {naive_rate:.1f} tasks/s")
-    print(f"git commit: {commit * 1000:.1f} ms; claim: {bare * 1000:.1f} ms ({bare / commit:.2f}x); "
-          f"claim with worktree: {full * 1000:.1f} ms ({full / commit:.2f}x)")
-    print(f"median of {args.repeat} runs each (the run with the median ratio is shown; all ratios in brackets)")
-    print(f"{'agents':>6} {'tasks':>6} {'done':>5} {'seconds':>8} {'tasks/s':>8} {'naive':>7} {'ratio':>6} {'all ratios':>20} {'double claims':>14} {'worktrees left':>15}")
+    print(
+        f"git commit: {commit * 1000:.1f} ms; claim: {bare * 1000:.1f} ms ({bare / commit:.2f}x); "
+        f"claim with worktree: {full * 1000:.1f} ms ({full / commit:.2f}x)"
+    )
+    print(
+        f"median of {args.repeat} runs each (the run with the median ratio is shown; all ratios in brackets)"
+    )
+    print(
+        f"{'agents':>6} {'tasks':>6} {'done':>5} {'seconds':>8} {'tasks/s':>8} {'naive':>7} {'ratio':>6} {'all ratios':>20} {'double claims':>14} {'worktrees left':>15}"
+    )
     for r in runs:
-        print(f"{r['agents']:>6} {r['tasks']:>6} {r['done']:>5} {r['seconds']:>8.1f} {r['tasks_per_s']:>8.1f} "
-              f"{r['naive_tasks_per_s']:>7.1f} {r['ratio']:>5.2f}x {r['ratios']!s:>20} "
-              f"{r['double_claims']:>14} {r['worktrees_left']:>15}")
+        print(
+            f"{r['agents']:>6} {r['tasks']:>6} {r['done']:>5} {r['seconds']:>8.1f} {r['tasks_per_s']:>8.1f} "
+            f"{r['naive_tasks_per_s']:>7.1f} {r['ratio']:>5.2f}x {r['ratios']!s:>20} "
+            f"{r['double_claims']:>14} {r['worktrees_left']:>15}"
+        )
 
 
 if __name__ == "__main__":

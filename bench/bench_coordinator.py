@@ -40,7 +40,9 @@ from gitstate.store import Store  # noqa: E402
 def repo_with(environ: dict[str, str], check: str | None) -> Path:
     path = Path(tempfile.mkdtemp(prefix="gitstate-coord-")) / "repo"
     path.mkdir()
-    run = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True, env=environ, capture_output=True)
+    run = lambda *a: subprocess.run(
+        ["git", "-C", str(path), *a], check=True, env=environ, capture_output=True
+    )
     run("init", "-q", "-b", "main")
     for n in range(100):
         (path / f"file{n:03d}.txt").write_text(f"content {n}\n")
@@ -94,7 +96,18 @@ def daemon_memory(environ: dict[str, str], agents: int) -> float:
         for n in range(agents * 3):
             tasks.add(store, "bench", f"task {n}", None, f"t-{n:03d}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitstate", "-C", str(path), "daemon", "--agents", str(agents), "--grace", "1s"],
+        [
+            sys.executable,
+            "-m",
+            "gitstate",
+            "-C",
+            str(path),
+            "daemon",
+            "--agents",
+            str(agents),
+            "--grace",
+            "1s",
+        ],
         env={**environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -119,7 +132,9 @@ def restart_to_claim(environ: dict[str, str]) -> float:
         tasks.add(store, "bench", "held when the daemon dies", None, "t-held")
     command = [sys.executable, "-m", "gitstate", "-C", str(path), "daemon", "--agents", "1", "--grace", "1s"]
     run_env = {**environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(command, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        command, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     with Repository.discover(path, environ) as repo:
         store = Store(repo)
         while store.read("bench").tasks["t-held"].attempts < 1:
@@ -127,7 +142,9 @@ def restart_to_claim(environ: dict[str, str]) -> float:
         os.killpg(first.pid, signal.SIGKILL)  # the daemon and the task it ran
         first.wait()
         start = time.perf_counter()
-        second = subprocess.Popen(command, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        second = subprocess.Popen(
+            command, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         while store.read("bench").tasks["t-held"].attempts < 2:
             time.sleep(0.02)
         seconds = time.perf_counter() - start
@@ -137,7 +154,9 @@ def restart_to_claim(environ: dict[str, str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--branches", type=int, default=64, help="branches for the merge rate")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -161,7 +180,9 @@ def main() -> None:
         bound = 2 * k * math.log2(32) + 1
         print(f"32 branches, {k} bad: {runs} check runs, {merged} merged  (2k*log2(n)+1 = {bound:.0f})")
     print(f"daemon with 20 agents: peak RSS {memory:.0f} MiB  (goal < 100)")
-    print(f"SIGKILL, restart, first claim: median {statistics.median(restarts):.2f}s of {len(restarts)}  (goal < 2)")
+    print(
+        f"SIGKILL, restart, first claim: median {statistics.median(restarts):.2f}s of {len(restarts)}  (goal < 2)"
+    )
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def make_repo(count: int, environ: dict[str, str]) -> Path:
     (path / "projects/bench/STATE.yaml").write_text(state_yaml(count))
     run("add", "-A")
     run("commit", "-qm", "benchmark state")
-    gitstate(path, environ, "init")
+    gitstate(path, environ, "init", "--no-hooks")  # the baseline is a plain `git commit`
     return path
 
 

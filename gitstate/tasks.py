@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gitstate.agent import drop_landed_branch, restart
 from gitstate.errors import AlreadyExists, IllegalTransition, InvalidInput, NotFound, NothingReady
 from gitstate.model import TASK_FIELDS, Project, Status, Task, move, select_next
 from gitstate.names import check_task_id, new_task_id
@@ -107,6 +106,8 @@ def retry(store: Store, project: str, task_id: str) -> Task:
     work, unless that work is already in history (a merge reverted with plain
     git): then the next attempt starts afresh.
     """
+    from gitstate.agent import drop_landed_branch, restart  # here: agents' machinery costs start-up time
+
     before = get(store.read(project), task_id)
     if before.status == Status.COMPLETED and before.branch:
         # Before the task is pending again: once it is, a claim may start that branch anew.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import click
 import pytest
 
 from gitstate.cli import cli
+from gitstate.cli.base import COMMAND_MODULES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gitstate"
 README = (PACKAGE.parent / "README.md").read_text()
@@ -55,7 +57,10 @@ def test_every_module_says_what_it_holds() -> None:
 
 def commands(group: click.Group = cli, prefix: str = "") -> list[tuple[str, click.Command]]:
     found = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"gitstate {prefix}{name} is listed but cannot be loaded"
         full = f"{prefix}{name}"
         found.append((full, command))
         if isinstance(command, click.Group):
@@ -79,3 +84,23 @@ def test_modules_import_cleanly_in_a_fresh_interpreter() -> None:
             [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, check=False
         )
         assert proc.returncode == 0, proc.stderr
+
+
+def test_each_command_loads_from_the_module_the_root_names() -> None:
+    for module in ("agents", "history", "ops", "state"):
+        importlib.import_module(f"gitstate.cli.{module}")
+    assert sorted(cli.commands) == sorted(COMMAND_MODULES)  # nothing defined but unlisted, or listed but gone
+    for name, command in cli.commands.items():
+        assert command.callback is not None
+        defined_in = command.callback.__module__.rpartition(".")[2]
+        assert defined_in == COMMAND_MODULES[name][0], f"gitstate {name} is defined in {defined_in}"
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    code = (
+        "import sys; from gitstate.cli import cli; "
+        "from click.testing import CliRunner; CliRunner().invoke(cli, ['next', '--help']); "
+        "print(sorted(m for m in sys.modules if m.startswith('gitstate.cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "['gitstate.cli.base', 'gitstate.cli.state']\n"

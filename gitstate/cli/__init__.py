@@ -3,10 +3,10 @@
 ``base`` holds the root group, the shared options and the one place errors
 become messages; the commands live by audience: ``state`` (projects and
 tasks), ``agents`` (claim to done), ``ops`` (the coordinator, runs, services)
-and ``history`` (audit, rollback, import and export).
+and ``history`` (audit, rollback, import and export). A command's module is
+loaded when the command runs (``base.COMMAND_MODULES``).
 """
 
-from gitstate.cli import agents, history, ops, state
 from gitstate.cli.base import cli, main
 
-__all__ = ["agents", "cli", "history", "main", "ops", "state"]
+__all__ = ["cli", "main"]

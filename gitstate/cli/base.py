@@ -65,6 +65,33 @@ class Group(click.Group):
             raise Failure(exc, bool(ctx.meta.get("gitstate.json"))) from None
 
 
+# Where each top-level command is defined. A command loads only its own module: the
+# other modules' click decorators would cost every command start-up time.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("init", "project", "next", "status"), ("state",)),
+    "task": ("state", "history"),  # history adds `task history` and `task import`
+    **dict.fromkeys(("claim", "done", "fail", "release", "renew", "reap", "gc", "work"), ("agents",)),
+    **dict.fromkeys(("log", "rollback", "export"), ("history",)),
+    **dict.fromkeys(
+        ("merge", "run", "daemon", "service", "merge-driver", "doctor", "hook", "demo"), ("ops",)
+    ),
+}
+
+
+class Root(Group):
+    """The root group: loads a command's module when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        import importlib
+
+        for module in COMMAND_MODULES.get(cmd_name, ()):
+            importlib.import_module(f"gitstate.cli.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
 class App:
     """What every command needs, opened on first use and closed when the command ends."""
 
@@ -127,7 +154,7 @@ def echo_json(payload: dict[str, Any]) -> None:
     click.echo(dumps(payload))
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-C",
     "directory",
