@@ -693,6 +693,7 @@ def gc(store: Store) -> Cleanup:
     # Records of worktrees whose `git worktree add` was killed go first: some
     # make `git worktree list` fail, and planning needs it.
     removed = [f"half-made worktree {name}" for name in trees.forget_half_made()]
+    removed += [f"merge folder {name}" for name in store.repo.forget_merge_folders()]
     plan = _plan(store)
     for project, label, path, task in plan.worktrees:
         if task is not None and task.status in (Status.PENDING, Status.FAILED) and (path / ".git").is_file():

@@ -8,6 +8,8 @@ Exit codes: 0 success, 1 refused or failed, 2 usage, 3 nothing ready,
 
 from __future__ import annotations
 
+import re
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOTHING_READY = 3
@@ -84,6 +86,14 @@ class GitFailed(GitStateError):
         self.returncode = returncode
         self.stderr = stderr.strip()
         last = self.stderr.splitlines()[-1] if self.stderr else "(no message)"
+        lock = re.search(r"Unable to create '([^']+\.lock)': File exists", self.stderr)
+        config = re.search(r"could not lock config file (.+): File exists", self.stderr)
+        if lock or config:  # git's last line ("remove the file manually") does not say which file
+            name = lock.group(1) if lock else f"{config.group(1)}.lock" if config else ""
+            last = (
+                f"{name} exists: another git process is running, or a crashed one left it; "
+                "if no git command is running, remove that file and retry"
+            )
         super().__init__(f"`git {' '.join(args[:3])}` failed ({returncode}): {last}")
 
 

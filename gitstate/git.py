@@ -26,18 +26,22 @@ thread or process its own, and ``close()`` it (or use ``with``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import subprocess
+import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, NewType
 
 from gitstate.errors import Busy, GitFailed, RepositoryError
+
+_MERGING = "merging"  # under <git-dir>/gitstate: the folders merge-tree works in
 
 Oid = NewType("Oid", str)
 """A hex object id, e.g. ``'3f72e04c9b...'`` (40 characters)."""
@@ -126,6 +130,7 @@ class Repository:
         # a writer rebuilding the same paths again reads nothing from git.
         self._trees: dict[str, list[TreeEntry]] = {}
         self._commit_trees: dict[str, Oid] = {}
+        self._attributes: dict[str, dict[str, bytes]] = {}
 
     # -- discovery and process plumbing -----------------------------------------------------
 
@@ -133,8 +138,9 @@ class Repository:
     def discover(cls, path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Repository:
         """The repository containing ``path`` (default: the current directory)."""
         where = Path(path or ".").resolve()
+        shown = str(where) if str(where).isprintable() else repr(str(where))  # one line, whatever it holds
         if not where.is_dir():
-            raise RepositoryError(f"{where} is not a directory")
+            raise RepositoryError(f"{shown} is not a directory")
         env = dict(os.environ if environ is None else environ)
         env["LC_ALL"] = "C"
         args = ["--absolute-git-dir", "--git-common-dir", "--is-bare-repository", "--show-object-format"]
@@ -143,7 +149,7 @@ class Repository:
             out = _run_rev_parse(where, args, env)
         if out is None:
             raise RepositoryError(
-                f"{where} is not in a git repository; run `git init` there, or pass -C PATH"
+                f"{shown} is not in a git repository; run `git init` there, or pass -C PATH"
             )
         git_dir, common, bare, fmt, *rest = out
         if fmt != "sha1":
@@ -232,10 +238,10 @@ class Repository:
         stdin.write(f"{command} {name}\n".encode())
         stdin.flush()
         header = stdout.readline().decode()
+        if header in (f"{name} missing\n", f"{name} ambiguous\n"):  # the name may hold spaces
+            return None
         parts = header.split()
-        if len(parts) != 3:
-            if header.endswith((" missing\n", " ambiguous\n")):
-                return None
+        if len(parts) != 3 or not parts[2].isdigit():
             raise RepositoryError(f"git cat-file stopped answering ({header.strip() or 'no output'})")
         return Oid(parts[0]), parts[1], int(parts[2])
 
@@ -317,14 +323,21 @@ class Repository:
             return oid
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"tmp_obj_{os.getpid()}_{oid[2:12]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
         try:
-            # Level 1 is git's own default for loose objects (core.looseCompression).
-            os.write(fd, zlib.compress(f"{kind} {len(body)}\0".encode() + body, 1))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            try:
+                # Level 1 is git's own default for loose objects (core.looseCompression).
+                data = memoryview(zlib.compress(f"{kind} {len(body)}\0".encode() + body, 1))
+                while data:  # a nearly full disk takes part of a write: never rename a short object
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            why = f"cannot write to the object store: {exc.strerror}"
+            raise OSError(exc.errno, why, str(folder)) from None
         return oid
 
     def write_tree(self, entries: Iterable[TreeEntry]) -> Oid:
@@ -438,25 +451,28 @@ class Repository:
         caller merges those files itself, faster than a process per file).
         """
         options = ["-c", f"merge.{skip_driver}.driver=true"] if skip_driver else []
-        proc = subprocess.run(
-            [
-                "git",
-                "--git-dir",
-                str(self.common_dir),
-                *options,
-                "merge-tree",
-                "--write-tree",
-                "--name-only",
-                "-z",
-                "--no-messages",
-                ours,
-                theirs,
-            ],
-            capture_output=True,
-            env=self.env,
-            cwd=self.toplevel or self.common_dir,
-            check=False,
-        )
+        with self._merge_folder(ours) as folder:
+            proc = subprocess.run(
+                [
+                    "git",
+                    "--git-dir",
+                    str(self.common_dir),
+                    "--work-tree",
+                    str(folder),
+                    *options,
+                    "merge-tree",
+                    "--write-tree",
+                    "--name-only",
+                    "-z",
+                    "--no-messages",
+                    ours,
+                    theirs,
+                ],
+                capture_output=True,
+                env=self.env,
+                cwd=folder,
+                check=False,
+            )
         if proc.returncode not in (0, 1):
             raise GitFailed(
                 ["merge-tree", ours, theirs], proc.returncode, proc.stderr.decode(errors="replace")
@@ -464,6 +480,92 @@ class Repository:
         parts = proc.stdout.decode("utf-8", errors="surrogateescape").split("\0")
         conflicts = list(dict.fromkeys(p for p in parts[1:] if p)) if proc.returncode == 1 else []
         return Oid(parts[0]), conflicts
+
+    @contextlib.contextmanager
+    def _merge_folder(self, ours: str) -> Iterator[Path]:
+        """A private folder for one ``merge-tree`` to take as its work tree.
+
+        git reads the attributes that pick merge drivers from the work tree, and
+        a merge driver's temporary files (``.merge_file_*``) go there too: in a
+        person's checkout they would show in ``git status``, and a kill would
+        leave them behind. This folder holds ``ours``' ``.gitattributes`` files
+        instead (the attributes of the branch being merged into), and goes
+        afterwards. A lock held beside it while it is in use tells
+        ``forget_merge_folders`` which ones a kill left.
+        """
+        import shutil  # here, not at the top: it costs start-up time every command pays
+
+        root = self.common_dir / "gitstate" / _MERGING
+        root.mkdir(parents=True, exist_ok=True)
+        folder = root / f"{os.getpid()}-{time.time_ns()}"
+        lock = os.open(folder.with_name(folder.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            folder.mkdir(mode=0o700)
+            for name, data in self._attribute_files(ours).items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(folder.with_name(folder.name + ".lock"))
+            os.close(lock)
+
+    def _attribute_files(self, commit: str) -> dict[str, bytes]:
+        """The ``.gitattributes`` files in ``commit``: path -> content (the last few remembered)."""
+        known = self._attributes.get(commit)
+        if known is None:
+            listing = self.git("ls-tree", "-r", "-z", commit).stdout.decode(errors="surrogateescape")
+            known = {}
+            for line in listing.split("\0"):
+                info, _, path = line.partition("\t")
+                mode, _, rest = info.partition(" ")
+                parts = path.split("/")
+                if (
+                    parts[-1] == ".gitattributes"
+                    and mode in ("100644", "100755")
+                    and not {"", ".", "..", ".git"} & set(parts[:-1])  # a malformed tree stays inside
+                ):
+                    known[path] = self.read(rest.split()[-1])[1]
+            if len(self._attributes) >= 8:
+                self._attributes.clear()
+            self._attributes[commit] = known
+        return known
+
+    def forget_merge_folders(self, min_age: float = 60.0) -> list[str]:
+        """Remove the merge folders a killed merge left (no lock held on them, and older
+        than ``min_age`` seconds); their names."""
+        import shutil
+
+        root = self.common_dir / "gitstate" / _MERGING
+        gone = []
+        names = {path.name.removesuffix(".lock") for path in root.iterdir()} if root.is_dir() else set()
+        for name in sorted(names):
+            folder, lock_file = root / name, root / f"{name}.lock"
+            try:
+                changed = max(p.lstat().st_mtime for p in (folder, lock_file) if p.exists())
+            except (ValueError, OSError):
+                continue
+            if time.time() - changed < min_age:
+                continue  # it may be a merge that has not taken its lock yet
+            lock = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                continue  # a merge is working in it
+            try:
+                if folder.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    if not folder.exists():
+                        gone.append(name)
+                os.unlink(lock_file)
+            except OSError:
+                pass
+            finally:
+                os.close(lock)
+        return gone
 
     def merge_base(self, one: str, other: str) -> Oid | None:
         proc = self.git("merge-base", one, other, check=False)
@@ -480,6 +582,12 @@ class Repository:
         Refuses, changing nothing, when a path it would touch has local changes
         (or an untracked file is in the way): returns False.
         """
+        if self.git("read-tree", "-m", "-u", old, new, worktree=tree, check=False).returncode == 0:
+            return True
+        # read-tree trusts the index's stat data: a file whose stat changed but not its
+        # content (chmod, touch, a copy of the repository) looks modified until the index
+        # is refreshed. Refresh it and try once more; real local changes still refuse.
+        self.git("update-index", "-q", "--refresh", worktree=tree, check=False)
         return self.git("read-tree", "-m", "-u", old, new, worktree=tree, check=False).returncode == 0
 
     def refs(self, prefix: str) -> dict[str, Oid]:
@@ -546,9 +654,10 @@ class Repository:
         head = _read_text(tree.git_dir / "HEAD") or ""
         return head[len("ref: ") :] if head.startswith("ref: ") else None
 
-    def stage_all(self, tree: Worktree) -> Oid:
-        """Stage everything in ``tree`` (new, changed, deleted) and return the index's tree."""
-        self.git("add", "--all", worktree=tree)
+    def stage_all(self, tree: Worktree, exclude: Sequence[str] = ()) -> Oid:
+        """Stage everything in ``tree`` (new, changed, deleted) but ``exclude``; the index's tree."""
+        skip = [f":(exclude,literal){path}" for path in exclude]
+        self.git("add", "--all", "--", ".", *skip, worktree=tree)
         return Oid(self.git("write-tree", worktree=tree).stdout.decode().strip())
 
     def staged(self, pattern: str, index_file: str | None = None) -> dict[str, Oid]:
@@ -579,19 +688,30 @@ class Repository:
         import git as gitpython  # the one place gitstate uses GitPython: its imports cost start-up time
 
         self._check_remote(remote)
+        progress = gitpython.RemoteProgress()  # collects the lines git prints besides the results
         with gitpython.Repo(self.common_dir) as handle:
             try:
-                infos = handle.remote(remote).push(list(refspecs), kill_after_timeout=300)
+                infos = handle.remote(remote).push(list(refspecs), progress=progress, kill_after_timeout=300)
             except gitpython.GitCommandError as exc:
                 raise GitFailed(
                     ["push", remote], exc.status if isinstance(exc.status, int) else 1, str(exc.stderr)
                 ) from None
+            # What the remote said about a refusal ("remote: error: cannot lock ref ...: Unable
+            # to create '.../main.lock': File exists") is not in the results: keep it.
+            said = [
+                line.strip()
+                for line in progress.other_lines + progress.error_lines
+                if line.startswith("remote:") and ("error" in line or "fatal" in line)
+            ]
             results: dict[str, tuple[bool, str]] = {}
             for info in infos:
                 failed = bool(
                     info.flags & (info.ERROR | info.REJECTED | info.REMOTE_REJECTED | info.REMOTE_FAILURE)
                 )
-                results[info.remote_ref_string] = (not failed, info.summary.strip())
+                summary = info.summary.strip()
+                if failed and said:
+                    summary = f"{summary}; {' '.join(said)[:500]}"
+                results[info.remote_ref_string] = (not failed, summary)
             return results
 
     def fetch(self, remote: str, refspecs: Sequence[str]) -> None:
@@ -606,11 +726,23 @@ class Repository:
                     ["fetch", remote], exc.status if isinstance(exc.status, int) else 1, str(exc.stderr)
                 ) from None
 
+    def check_remote(self, remote: str) -> None:
+        """Refuse a remote name that is not a configured remote, or one whose URL runs a command."""
+        self._check_remote(remote)
+
     def _check_remote(self, remote: str) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", remote) or remote.endswith(".lock"):
             raise RepositoryError(f"remote name {remote!r} is not valid; use a remote listed by `git remote`")
         if self.config(f"remote.{remote}.url") is None:
             raise RepositoryError(f"there is no remote {remote!r}; add it with `git remote add {remote} URL`")
+        # GitPython checks the remote's name, not its URLs: the ext transport runs any command.
+        for key in ("url", "pushurl"):
+            url = (self.config(f"remote.{remote}.{key}") or "").strip()
+            if re.match(r"(?i)ext(::|://)", url) or url.startswith("-"):
+                raise RepositoryError(
+                    f"remote {remote!r} has {key} {url!r}, which would run a command; gitstate refuses "
+                    "ext:: URLs and URLs starting with '-'"
+                )
 
     # -- configuration and identity -----------------------------------------------------------
 

@@ -42,6 +42,11 @@ def push(store: Store, remote: str) -> Pushed:
         theirs = repo.resolve(tracking)
         if theirs is None:
             raise GitStateError(f"pushing {store.branch} to {remote} failed: {summary}")
+        if repo.merge_base(store.head(), theirs) == theirs:  # the remote did not move: not a lost race
+            raise GitStateError(
+                f"{remote} refused {store.branch} though the push only adds to it: {summary}; "
+                "fix that on the remote, then retry"
+            )
         merge_in(store, theirs, f"merge {remote}/{store.branch} before pushing")
         merges += 1
     else:

@@ -135,6 +135,8 @@ class Supervisor:
             hard_end = box_end - min(max(1.0, box * 0.1), 30.0)
             claim_end = hard_end - min(box * 0.1, 60.0)
         with Repository.discover(self.path) as repo:
+            if self.options.push:  # a remote that cannot take the push is refused before the pass
+                repo.check_remote(self.options.push)
             store = Store(repo, self.branch, notify=lambda m: self.log("note", {"message": m}))
             for project, task in agent.recover(store, self.names):
                 self.log("recovered", {"task": f"{project}/{task.id}", "status": task.status.value})

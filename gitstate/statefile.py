@@ -65,6 +65,11 @@ _CONFLICT_MARKERS = ("<<<<<<< ", "<<<<<<<\n", "=======\n", ">>>>>>> ", ">>>>>>>\
 # some of them as line breaks, which would put every later line number off.
 _SEPARATORS = frozenset("\r\x85\u2028\u2029")
 _BAD_CHARS = {chr(c) for c in range(32) if chr(c) not in "\n\t"} | {"\x7f"} | _SEPARATORS
+# What YAML allows unescaped (c-printable), the complement (compiled when first needed: it
+# takes milliseconds, and most commands read STATE.yaml from the parse cache); and lone
+# surrogates, from "\ud800" escapes.
+_UNPRINTABLE = "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Span = tuple[int, int]
 
@@ -114,6 +119,8 @@ def _text(key: str, value: Any, *, required: bool = False) -> str | None:
     bad = _BAD_CHARS.intersection(value)
     if bad:
         raise FieldError(key, f"'{key}' contains a control character ({sorted(bad)[0]!r})")
+    if _SURROGATE.search(value):
+        raise FieldError(key, f"'{key}' contains a lone surrogate (\\ud800-\\udfff), which is not text")
     return str(value)
 
 
@@ -178,6 +185,9 @@ def _meta(key: str, value: Any) -> dict[str, Any]:
     for item, _ in _walk(plain, None):
         if isinstance(item, str) and _SEPARATORS.intersection(item):
             raise FieldError(key, f"'{key}' holds text with a CR or Unicode line separator")
+        texts = [item, *item] if isinstance(item, dict) else [item]  # keys too
+        if any(isinstance(t, str) and _SURROGATE.search(t) for t in texts):
+            raise FieldError(key, f"'{key}' holds a lone surrogate (\\ud800-\\udfff), which is not text")
     return plain
 
 
@@ -442,6 +452,10 @@ def parse(text: str, path: str) -> StateDoc:
         if _SEPARATORS.intersection(line):
             what = "a CR line ending" if "\r" in line else "a Unicode line separator"
             raise StateFileError(path, number, f"has {what}; save it with LF line endings only")
+    unprintable = re.search(_UNPRINTABLE, text)  # YAML refuses these, without saying on which line
+    if unprintable:
+        number = text.count("\n", 0, unprintable.start()) + 1
+        raise StateFileError(path, number, f"has a control character ({unprintable.group()!r}); remove it")
     return _parse_by_blocks(lines, path) or parse_whole(text, path)
 
 
@@ -462,8 +476,8 @@ def parse_whole(text: str, path: str) -> StateDoc:
                 "each key may appear once"
             )
         raise StateFileError(path, where, f"invalid YAML: {problem}") from None
-    except (YAMLError, RecursionError) as exc:
-        raise StateFileError(path, None, f"invalid YAML: {exc}") from None
+    except (YAMLError, RecursionError, ValueError) as exc:  # ValueError: int() of a 5,000-digit number
+        raise StateFileError(path, None, f"invalid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         raise StateFileError(path, 1, "is empty; it needs at least 'version: 1' and 'project'")
     if not isinstance(data, CommentedMap):
@@ -511,6 +525,8 @@ def _refuse_anchors_and_tags(data: CommentedMap, path: str) -> None:
         tag = getattr(item, "tag", None)
         if tag is not None and getattr(tag, "value", None):
             raise StateFileError(path, line, f"uses a YAML tag ({tag.value}); remove it")
+        if isinstance(item, CommentedMap) and item.merge:
+            raise StateFileError(path, line, "uses a YAML merge key (<<); write the fields out")
 
 
 def _header(data: CommentedMap, path: str) -> Settings:
@@ -632,7 +648,7 @@ def _parse_by_blocks(lines: list[str], path: str) -> StateDoc | None:
                 return None
             tasks[task.id] = task
         check_graph(tasks)
-    except (GitStateError, YAMLError, RecursionError):
+    except (GitStateError, YAMLError, RecursionError, ValueError):
         return None
     names = sorted(header, key=lambda k: header.lc.key(k)[0])
     top = dict(zip(names, _spans([header.lc.key(k)[0] for k in names], start), strict=True))
@@ -652,11 +668,13 @@ def _read_block(block: list[str], indent: int, path: str) -> Task | None:
         _refuse_anchors_and_tags(data, path)
         task_id, fields = next(iter(data.items()))
         return read_task(task_id, fields)
-    except (FieldError, GitStateError, YAMLError, RecursionError):
+    except (FieldError, GitStateError, YAMLError, RecursionError, ValueError):
         return None
 
 
 def _spans(starts: list[int], end: int) -> list[Span]:
+    if not starts:  # `tasks:` followed by nothing but comments and blank lines
+        return []
     return [(start, nxt) for start, nxt in zip(starts, [*starts[1:], end], strict=True)]
 
 

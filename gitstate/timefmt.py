@@ -18,6 +18,7 @@ from gitstate.errors import InvalidInput
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+MAX_DURATION = 3650 * 86400  # ten years
 _GIT_DATE = re.compile(r"@?(\d+)(?: ([+-]\d{4}))?")
 
 
@@ -28,6 +29,8 @@ def parse_duration(text: str | int, what: str = "duration") -> int:
     if isinstance(text, int):
         if text <= 0:
             raise InvalidInput(f"{what} must be positive, not {text}")
+        if text > MAX_DURATION:  # a date that far away overflows, and no timeout or lease is meant so
+            raise InvalidInput(f"{what} {text!r} is too long; at most {MAX_DURATION // 86400}d")
         return text
     value = text.strip().lower()
     if value.isdigit():
@@ -38,7 +41,7 @@ def parse_duration(text: str | int, what: str = "duration") -> int:
     seconds = sum(int(n) * unit for n, unit in zip(match.groups(), _UNITS.values(), strict=True) if n)
     if seconds <= 0:
         raise InvalidInput(f"{what} must be positive, not {text!r}")
-    return seconds
+    return parse_duration(seconds, what)
 
 
 def format_duration(seconds: int) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 OMIT = object()
@@ -35,8 +36,31 @@ Style = tuple[int, int, int]
 STYLE: Style = (2, 4, 2)
 
 
+class _Constructor(RoundTripConstructor):
+    """Round-trip construction, except that a number or a date YAML cannot build (a
+    5,000-digit integer, 2026-13-45) stays text: the field's reader then refuses it,
+    naming its line, instead of the whole load failing without one."""
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
 def make_yaml(style: Style = STYLE) -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     yaml.width = 4096  # never re-wrap a person's long lines
     yaml.preserve_quotes = True
     yaml.indent(mapping=style[0], sequence=style[1], offset=style[2])

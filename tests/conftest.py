@@ -23,14 +23,10 @@ NOW = "2026-01-01T00:00:00Z"
 EPOCH = 1767225600  # NOW as seconds
 
 
-@pytest.fixture(autouse=True)
-def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path_factory.mktemp("home")
-    for name in list(os.environ):
-        if name.startswith(("GIT_", "GITSTATE_")) and name != "GITSTATE_LONG":
-            monkeypatch.delenv(name)
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    settings = {
+def hermetic_settings(home: Path, epoch: int = EPOCH) -> dict[str, str]:
+    """The variables every test's processes see: their own HOME and git config, a pinned
+    identity and a pinned clock (``epoch``, which gitstate reads as "now")."""
+    return {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -39,12 +35,21 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
         "GIT_AUTHOR_EMAIL": "author@example.com",
         "GIT_COMMITTER_NAME": "Test Author",
         "GIT_COMMITTER_EMAIL": "author@example.com",
-        "GIT_AUTHOR_DATE": f"{EPOCH} +0000",
-        "GIT_COMMITTER_DATE": f"{EPOCH} +0000",
+        "GIT_AUTHOR_DATE": f"{epoch} +0000",
+        "GIT_COMMITTER_DATE": f"{epoch} +0000",
         "GIT_EDITOR": "false",
         "GIT_TERMINAL_PROMPT": "0",
     }
-    for name, value in settings.items():
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith(("GIT_", "GITSTATE_")) and name != "GITSTATE_LONG":
+            monkeypatch.delenv(name)
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    for name, value in hermetic_settings(home).items():
         monkeypatch.setenv(name, value)
 
 

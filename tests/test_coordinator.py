@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,34 @@ def test_a_conflicting_branch_is_surfaced_and_main_is_unchanged(shop: Store, rep
     changed = git(repo, "diff", "--name-only", before, "main").split()
     assert changed == ["projects/api/STATE.yaml"]  # only the task went back to pending
     assert git(repo, "rev-parse", "--verify", "-q", "gitstate/api/t-clash")  # kept for the next attempt
+
+
+def test_a_persons_merge_driver_is_used_without_touching_their_checkout(shop: Store, repo: Path) -> None:
+    (repo / "notes").mkdir()
+    (repo / "notes/.gitattributes").write_text("*.log merge=union-ish\n")  # attributes of main, nested
+    git(repo, "add", "notes/.gitattributes")
+    commit_on_main(repo, "notes/list.log", "a\n", "a log kept by union merges")
+    git(repo, "config", "merge.union-ish.driver", "git merge-file --union %A %O %B; ls -a > seen.txt")
+    finish(shop, "t-log", {"notes/list.log": "a\nfrom the branch\n"})
+    commit_on_main(repo, "notes/list.log", "a\nfrom main\n", "main appends")
+    report = Coordinator(shop).run()
+    assert [(x.task, x.outcome) for x in report.landings] == [("t-log", "merged")]
+    assert git(repo, "show", "main:notes/list.log") == "a\nfrom main\nfrom the branch\n"
+    assert git(repo, "status", "--porcelain") == ""  # no .merge_file_* in the person's checkout
+    folders = repo / ".git/gitstate/merging"
+    assert list(folders.iterdir()) == []  # the driver ran in a folder of its own, since removed
+    long_ago = time.time() - 3600
+    for name in ("1-killed", "2-running"):  # what a merge killed mid-way left; a merge still at work
+        (folders / name).mkdir()
+        (folders / f"{name}.lock").touch()
+        os.utime(folders / name, (long_ago, long_ago))
+        os.utime(folders / f"{name}.lock", (long_ago, long_ago))
+    (folders / "3-starting").mkdir()  # just made: its merge may not have taken its lock yet
+    with open(folders / "2-running.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        removed = agent.gc(shop).worktrees
+    assert [label for label in removed if label.startswith("merge folder")] == ["merge folder 1-killed"]
+    assert sorted(p.name for p in folders.iterdir()) == ["2-running", "2-running.lock", "3-starting"]
 
 
 def test_a_failing_check_never_lands(shop: Store, repo: Path) -> None:

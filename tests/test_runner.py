@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from gitstate import projects, tasks
 from gitstate.cli import cli
+from gitstate.errors import RepositoryError
 from gitstate.git import Repository
 from gitstate.model import Status
 from gitstate.store import Store
@@ -146,11 +147,11 @@ def test_push_merges_the_remotes_changes_instead_of_forcing(repo: Path, store: S
 
 def test_push_refuses_unsafe_remotes(repo: Path) -> None:
     git(repo, "remote", "add", "evil", "ext::sh -c touch% /tmp/gitstate-pwned")
-    with Repository.discover(repo) as handle:
-        from gitstate.errors import GitFailed
-
-        with pytest.raises(GitFailed):
-            handle.push("evil", ["refs/heads/main:refs/heads/main"])
+    with (
+        Repository.discover(repo) as handle,
+        pytest.raises(RepositoryError, match="remote 'evil' has url 'ext::sh -c touch% /tmp/gitstate-pwned'"),
+    ):
+        handle.push("evil", ["refs/heads/main:refs/heads/main"])
     assert not Path("/tmp/gitstate-pwned").exists()
     result = CliRunner().invoke(cli, ["-C", str(repo), "run", "--push", "--upload-pack=x"])
     assert result.exit_code == 1

@@ -316,6 +316,90 @@ def test_stale_ref_lock_is_reported_and_recovery_works(repo: Path, store: Store)
     assert [t.title for t in store.read("api").tasks.values()] == ["fine"]
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+@pytest.mark.parametrize("left", [0, 150, None])  # bytes of the new file written; None: not created
+def test_a_catch_up_killed_while_git_wrote_the_file_is_finished_later(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, left: int | None
+) -> None:
+    target = repo / "projects/api/STATE.yaml"
+    lock = repo / ".git/index.lock"
+
+    def killed_mid_write(self: Repository, tree: object, old: str, new: str) -> bool:
+        lock.write_bytes(b"")  # git took the index lock, removed the file, wrote part of the new one
+        target.unlink()
+        if left is not None:
+            blob = self.info(f"{new}:projects/api/STATE.yaml")
+            assert blob is not None
+            target.write_bytes(self.read(blob[0])[1][:left])
+        raise Killed
+
+    with Repository.discover(repo) as handle:
+        projects.create(Store(handle), "api")
+        monkeypatch.setattr(Repository, "update_checkout", killed_mid_write)
+        with pytest.raises(Killed):
+            tasks.add(Store(handle), "api", "one", task_id="t-1")
+        monkeypatch.undo()
+    messages: list[str] = []
+    with Repository.discover(repo) as handle:  # the next command: not a person's edit, so not refused
+        tasks.add(Store(handle, notify=messages.append), "api", "two", task_id="t-2")
+    assert messages == [
+        f"warning: {repo} could not catch up with main: {lock} exists (another git process is running, "
+        "or a crashed one left it); if no git command is running, remove that file: gitstate's next "
+        "change brings the checkout up to date"
+    ]
+    lock.unlink()
+    with Repository.discover(repo) as handle:
+        tasks.add(Store(handle), "api", "three", task_id="t-3")
+    assert git(repo, "status", "--porcelain") == ""
+    assert target.read_text() == state_text(repo, "api")
+    target.write_text(target.read_text()[:20])  # a person's cut, with no catch-up under way: kept
+    with Repository.discover(repo) as handle, pytest.raises(DirtyStateFile):
+        tasks.add(Store(handle), "api", "four")
+
+
+def test_a_persons_edit_back_to_an_older_version_is_not_taken_for_gitstates(repo: Path, store: Store) -> None:
+    projects.create(store, "api")
+    tasks.add(store, "api", "one", task_id="t-1")
+    target = repo / "projects/api/STATE.yaml"
+    older = target.read_text()
+    tasks.edit(store, "api", "t-1", {"priority": 5})
+    target.write_text(older)  # a person undoes the edit by hand: byte for byte an older version
+    with pytest.raises(DirtyStateFile):
+        tasks.add(store, "api", "two")
+    assert target.read_text() == older
+
+
+def test_a_catch_up_that_failed_cleanly_leaves_no_evidence_behind(repo: Path) -> None:
+    target = repo / "projects/api/STATE.yaml"
+    lock = repo / ".git/index.lock"
+    messages: list[str] = []
+    with Repository.discover(repo) as handle:
+        store = Store(handle, notify=messages.append)
+        projects.create(store, "api")
+        lock.write_bytes(b"")  # a person's git command holds the index: the catch-up changes nothing
+        tasks.add(store, "api", "one", task_id="t-1")
+        lock.unlink()
+        assert len(messages) == 1 and "index.lock exists" in messages[0]
+        git(repo, "update-index", "-q", "--refresh")  # a person's git command rewrites the index
+        tasks.add(store, "api", "two", task_id="t-2")  # catches the checkout up, as the warning says
+        assert git(repo, "status", "--porcelain") == ""
+        lock.write_bytes(b"")
+        tasks.add(store, "api", "three", task_id="t-3")
+        lock.unlink()
+        tasks.add(store, "api", "four", task_id="t-4")  # the catch-up heads here, and falls short again
+        lock.write_bytes(b"")
+        tasks.add(store, "api", "five", task_id="t-5")
+        lock.unlink()
+        cut = target.read_text().split("  t-3:")[0]  # the person deletes the last tasks by hand
+        target.write_text(cut)
+        with pytest.raises(DirtyStateFile):
+            tasks.add(store, "api", "six")
+    assert target.read_text() == cut
+
+
 def test_lock_timeout_says_who_holds_it(repo: Path) -> None:
     holder = subprocess.Popen(
         [
