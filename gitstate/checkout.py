@@ -72,7 +72,8 @@ class Checkouts:
                     file = _file_oid(tree.path / path)
                     staged = at_sync if trusted else self._staged(tree, path)
                     known = {at_head, at_sync}
-                    if file not in known or staged not in known:
+                    if (file not in known or staged not in known) and record is not None:
+                        known |= self._ahead(record.commit, head, path) if trusted else set()
                         known |= self._leftovers(tree, record, checksum, path, file)
                     if file not in known or staged not in known:
                         raise DirtyStateFile(
@@ -104,6 +105,13 @@ class Checkouts:
                     record = (record or Record(_UNKNOWN, start)).heading_to(checksum, tip)
                     _write_record(tree, record)
                 moved = start == tip or self.repo.update_checkout(tree, start, tip)
+                if not moved and trusted and record is not None and _index_checksum(tree) != checksum:
+                    # update_checkout refreshed the index's stat data, entries unchanged: the
+                    # record still answers for it (and for a catch-up under way).
+                    old, checksum = checksum, _index_checksum(tree)
+                    moving_from = checksum if record.moving_from == old else record.moving_from
+                    record = replace(record, checksum=checksum, moving_from=moving_from)
+                    _write_record(tree, record)
                 if not moved and record is not None and record.commit not in (start, tip):
                     # A person's git command rewrote the index but the checkout is still
                     # where gitstate left it (read-tree refuses unless the index agrees).
@@ -192,6 +200,8 @@ class Checkouts:
             if file == want and staged == want:
                 continue
             known = {self._blob(since, path), want} | self._leftovers(tree, record, checksum, path, file)
+            if file not in known and record is not None and _same(record.checksum, checksum):
+                known |= self._ahead(record.commit, tip, path)
             if file not in known or staged not in known:
                 return False  # a change of a person's: leave it to them
             behind.append(path)
@@ -206,6 +216,18 @@ class Checkouts:
                 "checkout", tip, "--pathspec-from-file=-", "--pathspec-file-nul", input=listing, worktree=tree
             )
         return True
+
+    def _ahead(self, since: str, until: str, path: str) -> set[str | None]:
+        """The versions of ``path`` the branch held after ``since``, up to ``until``.
+
+        While the index is the one gitstate left at ``since``, a file holding
+        one of these is a catch-up cut short after writing the file but not
+        the index (a full disk, where even the record could not be written),
+        never a person's edit back to an older version.
+        """
+        args = ("log", "--first-parent", "-n", "50", "--format=%H", f"{since}..{until}", "--", path)
+        out = self.repo.git(*args, check=False)
+        return {self._blob(commit, path) for commit in out.stdout.decode().split()}
 
     def _leftovers(
         self, tree: Worktree, record: Record | None, checksum: str, path: str, file: str | None

@@ -7,11 +7,12 @@ import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gitstate import projects, statefile, tasks
-from gitstate.errors import Busy, DirtyStateFile, NotFound, RepositoryError, StateFileError
+from gitstate import checkout, projects, statefile, tasks
+from gitstate.errors import Busy, DirtyStateFile, GitFailed, NotFound, RepositoryError, StateFileError
 from gitstate.git import Repository
 from gitstate.model import Project
 from gitstate.store import Change, Store
@@ -358,6 +359,43 @@ def test_a_catch_up_killed_while_git_wrote_the_file_is_finished_later(
     target.write_text(target.read_text()[:20])  # a person's cut, with no catch-up under way: kept
     with Repository.discover(repo) as handle, pytest.raises(DirtyStateFile):
         tasks.add(Store(handle), "api", "four")
+
+
+def test_a_catch_up_that_wrote_the_file_but_not_the_index_is_finished_later(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = repo / "projects/api/STATE.yaml"
+
+    def disk_full_after_the_file(self: Repository, tree: object, old: str, new: str) -> bool:
+        blob = self.info(f"{new}:projects/api/STATE.yaml")
+        assert blob is not None
+        target.write_bytes(self.read(blob[0])[1])  # git wrote the file, then the index write failed
+        return False
+
+    messages: list[str] = []
+    with Repository.discover(repo) as handle:
+        store = Store(handle, notify=messages.append)
+        projects.create(store, "api")
+        monkeypatch.setattr(Repository, "update_checkout", disk_full_after_the_file)
+        monkeypatch.setattr(checkout, "_write_record", lambda tree, record: None)  # no room for it either
+        monkeypatch.setattr(Repository, "git", _failing_checkout(Repository.git))
+        tasks.add(store, "api", "one", task_id="t-1")
+        monkeypatch.undo()
+        assert len(messages) == 1 and "could not catch up" in messages[0]
+        assert git(repo, "status", "--porcelain") == "MM projects/api/STATE.yaml\n"
+        # Room again. An edit, not an append: the file left is not a prefix of the new version.
+        tasks.edit(store, "api", "t-1", {"priority": 7})
+    assert git(repo, "status", "--porcelain") == ""
+    assert target.read_text() == state_text(repo, "api")
+
+
+def _failing_checkout(real: Any) -> Any:
+    def git(self: Repository, *args: str, **kwargs: Any) -> Any:
+        if args and args[0] == "checkout":
+            raise GitFailed(list(args), 128, "fatal: write error. Out of diskspace")
+        return real(self, *args, **kwargs)
+
+    return git
 
 
 def test_a_persons_edit_back_to_an_older_version_is_not_taken_for_gitstates(repo: Path, store: Store) -> None:
