@@ -110,6 +110,7 @@ class Worktrees:
         """Keep a finished task's worktree (all its work committed) for the agent's next task."""
         idle = self.idle_path(agent)
         with self.locked():
+            self._unjam()
             if idle.exists():
                 self._discard(idle)
             idle.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +144,7 @@ class Worktrees:
             self._discard(path)
 
     def _discard(self, path: Path) -> None:
+        self._unjam()
         half_made = self.half_made(path)
         for record in half_made:  # nothing `git worktree remove` could remove: forget it by hand
             shutil.rmtree(record, ignore_errors=True)
@@ -151,6 +153,23 @@ class Worktrees:
         if path.exists():  # a directory git did not know (a crash before `worktree add` finished)
             shutil.rmtree(path, ignore_errors=True)
             self.repo.worktree_prune()
+
+    def _unjam(self) -> None:
+        """Forget half-made records that would make the next ``git worktree`` command fail.
+
+        A ``git worktree add`` killed after creating ``commondir`` but before
+        writing it leaves a record every ``git worktree`` command dies on,
+        whatever worktree it is about. Run under the worktree lock, so no
+        gitstate ``worktree add`` is under way; a person's spends microseconds
+        in that state.
+        """
+        for record in self.half_made():
+            try:
+                jammed = not (record / "commondir").read_text().strip()
+            except OSError:
+                jammed = True
+            if jammed:
+                shutil.rmtree(record, ignore_errors=True)
 
     def _registered(self, path: Path) -> bool:
         """Whether ``path/.git`` names a worktree record that exists (it may be cut short)."""

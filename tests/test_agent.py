@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -333,3 +334,22 @@ def test_a_claim_frees_its_branch_from_an_idle_worktree_that_still_holds_it(stor
     again = agent.claim(store, "agent-2", "solo")
     assert again.task.id == "t-only" and again.worktree is not None
     assert store.repo.head_of(store.repo.worktree_at(parked)) is None
+
+
+def test_a_worktree_add_killed_mid_record_does_not_jam_other_worktrees(api: Store, repo: Path) -> None:
+    """`git worktree add` killed after creating `commondir` but before writing it: every
+    `git worktree` command then dies on that record, whatever worktree it is about."""
+    first = agent.claim(api, "agent-1", "api")
+    assert first.worktree is not None
+    jammed = repo / ".git/worktrees/t-killed"
+    jammed.mkdir()
+    (jammed / "locked").write_text("initializing")
+    (jammed / "gitdir").write_text(f"{repo}/.git/gitstate/worktrees/api/t-killed/.git\n")
+    (jammed / "commondir").write_text("")
+    args = ["git", "-C", str(repo), "worktree", "list"]
+    jam = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert jam.returncode != 0 and "failed to read" in jam.stderr  # git itself is stuck on it
+    agent.fail(api, "api", first.task.id, error="tests failed", agent="agent-1", park="agent-1")
+    assert not jammed.exists()  # forgotten before git was asked to move the worktree
+    assert agent.claim(api, "agent-2", "api").worktree is not None
+    fsck(repo)

@@ -364,6 +364,16 @@ def _inside(spec: dict[str, Any]) -> dict[str, Any]:
             ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=False
         )
 
+    def gitstate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gitstate", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+
     def state() -> str:
         return git("show", "main:projects/api/STATE.yaml").stdout
 
@@ -386,14 +396,7 @@ def _inside(spec: dict[str, Any]) -> dict[str, Any]:
     steps = []
     for args in spec["steps"]:
         before = state()
-        proc = subprocess.run(
-            [sys.executable, "-m", "gitstate", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        proc = gitstate(*args)
         fsck = git("fsck", "--strict", "--no-progress", "--no-dangling")
         parse = ""
         try:
@@ -419,14 +422,7 @@ def _inside(spec: dict[str, Any]) -> dict[str, Any]:
     recovery = []
     for step, args in zip(steps, spec["steps"], strict=True):
         if step["code"] != 0:
-            proc = subprocess.run(
-                [sys.executable, "-m", "gitstate", "-C", str(repo), *args],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,
-                timeout=120,
-            )
+            proc = gitstate(*args)
             recovery.append(
                 {"args": list(args), "code": proc.returncode, "err": proc.stderr, "checkout": checkout()}
             )
