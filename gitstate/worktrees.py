@@ -172,11 +172,14 @@ class Worktrees:
                 shutil.rmtree(record, ignore_errors=True)
 
     def _registered(self, path: Path) -> bool:
-        """Whether ``path/.git`` names a worktree record that exists (it may be cut short)."""
+        """Whether git knows ``path`` as a worktree: ``path/.git`` names a record whose
+        ``gitdir`` names ``path`` back. Either may be cut short by a kill (``git
+        worktree move`` rewrites ``gitdir`` in place), and then only the folder is left."""
         try:
-            return self.repo.worktree_at(path).git_dir.is_dir()
-        except GitStateError:
+            written = (self.repo.worktree_at(path).git_dir / "gitdir").read_text().strip()
+        except (GitStateError, OSError):
             return False
+        return bool(written) and os.path.realpath(Path(written).parent) == os.path.realpath(path)
 
     def half_made(self, path: Path | None = None) -> list[Path]:
         """Records in ``.git/worktrees`` of worktrees whose ``git worktree add`` was killed.

@@ -353,3 +353,18 @@ def test_a_worktree_add_killed_mid_record_does_not_jam_other_worktrees(api: Stor
     assert not jammed.exists()  # forgotten before git was asked to move the worktree
     assert agent.claim(api, "agent-2", "api").worktree is not None
     fsck(repo)
+
+
+def test_a_worktree_move_killed_mid_record_leaves_a_folder_that_is_reclaimed(api: Store, repo: Path) -> None:
+    """`git worktree move` rewrites the record's `gitdir` in place: killed in between, the
+    worktree's folder names a record that no longer names it, and git disowns both."""
+    claimed = agent.claim(api, "dead", "api")
+    assert claimed.worktree is not None
+    (claimed.worktree.git_dir / "gitdir").write_text("")
+    with later(repo, 61) as store:
+        assert [task.id for _, task in agent.reap(store)] == ["t-high"]
+        again = agent.claim(store, "alive", "api")
+    assert (again.task.id, again.task.attempts) == ("t-high", 2)
+    assert again.worktree is not None and again.worktree.path == claimed.worktree.path
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 2
+    fsck(repo)
