@@ -73,7 +73,8 @@ class Checkouts:
                     staged = at_sync if trusted else self._staged(tree, path)
                     known = {at_head, at_sync}
                     if (file not in known or staged not in known) and record is not None:
-                        known |= self._ahead(record.commit, head, path) if trusted else set()
+                        if trusted or file == staged:  # see _ahead
+                            known |= self._ahead(record.commit, head, path)
                         known |= self._leftovers(tree, record, checksum, path, file)
                     if file not in known or staged not in known:
                         raise DirtyStateFile(
@@ -200,7 +201,11 @@ class Checkouts:
             if file == want and staged == want:
                 continue
             known = {self._blob(since, path), want} | self._leftovers(tree, record, checksum, path, file)
-            if file not in known and record is not None and _same(record.checksum, checksum):
+            if (
+                file not in known
+                and record is not None
+                and (_same(record.checksum, checksum) or file == staged)
+            ):
                 known |= self._ahead(record.commit, tip, path)
             if file not in known or staged not in known:
                 return False  # a change of a person's: leave it to them
@@ -220,10 +225,12 @@ class Checkouts:
     def _ahead(self, since: str, until: str, path: str) -> set[str | None]:
         """The versions of ``path`` the branch held after ``since``, up to ``until``.
 
-        While the index is the one gitstate left at ``since``, a file holding
-        one of these is a catch-up cut short after writing the file but not
-        the index (a full disk, where even the record could not be written),
-        never a person's edit back to an older version.
+        ``since`` is where gitstate last left the checkout. A catch-up after it
+        may have moved the checkout on without recording it: killed after git
+        finished (the file and the index agree on one of these versions), or
+        cut short after writing the file but not the index (a full disk, the
+        index still the one gitstate left). Either way the file holds one of
+        these, never a person's edit back to an older version.
         """
         args = ("log", "--first-parent", "-n", "50", "--format=%H", f"{since}..{until}", "--", path)
         out = self.repo.git(*args, check=False)

@@ -398,6 +398,25 @@ def _failing_checkout(real: Any) -> Any:
     return git
 
 
+def test_a_checkout_moved_on_by_a_catch_up_killed_before_its_record_is_not_an_edit(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = repo / ".git/gitstate-checkout"
+    with Repository.discover(repo) as handle:
+        store = Store(handle)
+        projects.create(store, "api")
+        tasks.add(store, "api", "one", task_id="t-1")
+        left = record.read_text()
+        tasks.add(store, "api", "two", task_id="t-2")
+        record.write_text(left)  # git caught the checkout up; the process died before the record
+        monkeypatch.setattr(checkout.Checkouts, "catch_up", lambda *args: None)  # the next one before git
+        tasks.edit(store, "api", "t-1", {"priority": 3})
+        monkeypatch.undo()
+        tasks.edit(store, "api", "t-2", {"priority": 4})  # the checkout holds t-2's add: not an edit
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "projects/api/STATE.yaml").read_text() == state_text(repo, "api")
+
+
 def test_a_persons_edit_back_to_an_older_version_is_not_taken_for_gitstates(repo: Path, store: Store) -> None:
     projects.create(store, "api")
     tasks.add(store, "api", "one", task_id="t-1")
