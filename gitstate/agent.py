@@ -359,9 +359,16 @@ def release(
     agent: str | None = None,
     reason: str | None = None,
     park: str | None = None,
+    save: bool = True,
 ) -> Task:
-    """Like ``fail``, for an agent that stops without judging the work (a deadline, a person)."""
-    return _give_back(store, project, task_id, agent=agent, error=reason, event="release", park=park)
+    """Like ``fail``, for an agent that stops without judging the work (a deadline, a person).
+
+    ``save=False`` gives the task back on the state branch alone, leaving its
+    worktree and branch as they are (for when the branch cannot be written).
+    """
+    return _give_back(
+        store, project, task_id, agent=agent, error=reason, event="release", park=park, save=save
+    )
 
 
 def _give_back(
@@ -373,9 +380,10 @@ def _give_back(
     error: str | None,
     event: str,
     park: str | None,
+    save: bool = True,
 ) -> Task:
     current, task = held(store, project, task_id, agent)
-    tree = _worktree_of(store, project, task_id)
+    tree = _worktree_of(store, project, task_id) if save else None
     if tree is not None:
         save_work(store, project, task, tree, f"work in progress ({event} after attempt {task.attempts})")
     back = requeue(current, task, store.clock.now(), clip(error))
@@ -385,7 +393,8 @@ def _give_back(
     if event == "fail":
         lifecycle.fire(store, "fail", committed.project, back, commit=committed.commit, agent=task.assignee)
     _drop_lease(store, project, task_id)
-    _retire(store, project, task_id, park)
+    if save:
+        _retire(store, project, task_id, park)
     return back
 
 

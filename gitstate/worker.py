@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from gitstate import agent, executor
-from gitstate.errors import NothingReady
+from gitstate.errors import GitStateError, NothingReady
 from gitstate.model import Status, Task
 from gitstate.store import Store
 from gitstate.worktrees import Worktrees
@@ -81,7 +81,11 @@ def work(
                 single = isinstance(project, str) or (project is not None and len(project) == 1)
                 more = single and not once and (max_tasks is None or len(ran) + 1 < max_tasks)
                 more = more and not no_more.is_set()
-                item, following = run_claimed(store, claimed, name, stop, chain=more, capabilities=caps)
+                try:
+                    item, following = run_claimed(store, claimed, name, stop, chain=more, capabilities=caps)
+                except Exception as exc:
+                    _abandon(store, claimed, name, exc)
+                    raise
                 ran.append(item)
                 if on_ran is not None:
                     on_ran(item)
@@ -154,6 +158,22 @@ def run_claimed(
         else:
             final = agent.fail(store, project.name, task.id, error=outcome.summary(), agent=name, park=name)
         return Ran(project.name, task, outcome, final), following
+
+
+def _abandon(store: Store, claimed: agent.Claim, name: str, exc: BaseException) -> None:
+    """The agent stops on an error in the middle of a task: give the task back now, not
+    when its lease runs out (with its work saved, if its branch can still be written)."""
+    reason = f"the agent stopped: {' '.join(str(exc).split())[:300] or type(exc).__name__}"
+    project, task_id = claimed.project.name, claimed.task.id
+    try:
+        if not _still_ours(store, project, claimed.task, name):
+            return
+        try:
+            agent.release(store, project, task_id, agent=name, reason=reason)
+        except GitStateError:  # its branch cannot be written (a stale lock, say): main alone
+            agent.release(store, project, task_id, agent=name, reason=reason, save=False)
+    except GitStateError:
+        pass  # then its lease runs out and a reap gives it back
 
 
 def _still_ours(store: Store, project: str, task: Task, name: str) -> bool:

@@ -7,13 +7,14 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from gitstate import agent, projects, tasks
+from gitstate import agent, executor, projects, tasks, worker
 from gitstate.cli import cli
-from gitstate.errors import InvalidInput, NothingReady
+from gitstate.errors import Busy, InvalidInput, NothingReady
 from gitstate.git import Repository
 from gitstate.model import Status
 from gitstate.redact import MARK
@@ -368,3 +369,25 @@ def test_a_worktree_move_killed_mid_record_leaves_a_folder_that_is_reclaimed(api
     assert again.worktree is not None and again.worktree.path == claimed.worktree.path
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 2
     fsck(repo)
+
+
+def test_an_agent_stopping_on_an_error_gives_its_task_back_at_once(
+    api: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not when its lease runs out: a stale lock on the task's branch stops `done`."""
+    lock = repo / ".git/refs/heads/gitstate/api/t-high.lock"
+    real_run = executor.run
+
+    def run_then_lock(*args: Any, **kwargs: Any) -> Any:
+        outcome = real_run(*args, **kwargs)
+        lock.write_text("")  # a crashed git left the task's branch locked meanwhile
+        return outcome
+
+    monkeypatch.setattr(executor, "run", run_then_lock)
+    with pytest.raises(Busy, match=r"t-high\.lock"):
+        worker.work(api, "w", project="api", once=True)
+    task = api.read("api").tasks["t-high"]
+    assert (task.status, task.assignee, task.attempts) == (Status.PENDING, None, 1)
+    assert task.error is not None and task.error.startswith("the agent stopped: ")
+    lock.unlink()
+    assert agent.claim(api, "w", "api").task.id == "t-high"
