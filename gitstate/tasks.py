@@ -31,6 +31,8 @@ EDITABLE = (
     "not_before",
     "meta",
 )
+# What `--clear` may empty: every editable field but the two a task always has.
+CLEARABLE = tuple(name for name in EDITABLE if name not in ("title", "priority"))
 
 
 def get(project: Project, task_id: str) -> Task:

@@ -94,31 +94,16 @@ def _project_options(f: F) -> F:
 
 
 def _project_fields(options: dict[str, Any]) -> dict[str, Any]:
-    from gitstate import lifecycle
+    from gitstate import lifecycle, projects
     from gitstate.errors import InvalidInput
 
-    fields = fields_from(options, _PROJECT_CLEARABLE)
+    fields = fields_from(options, projects.SETTINGS)
     hooks = lifecycle.option_fields(
         options["hooks"], options["webhook"], options["hook_events"], options["hook_timeout"]
     )
     if hooks and "hooks" in fields:
         raise InvalidInput("--clear hooks conflicts with --hook, --webhook, --hook-events and --hook-timeout")
     return {**fields, **hooks}
-
-
-_PROJECT_CLEARABLE = (
-    "description",
-    "command",
-    "check",
-    "max_retries",
-    "timeout",
-    "lease",
-    "requires",
-    "copy_files",
-    "setup",
-    "meta",
-    "hooks",
-)
 
 
 @project.command("add")
@@ -231,18 +216,6 @@ def _task_options(f: F) -> F:
     return common_options(f)
 
 
-_TASK_CLEARABLE = (
-    "description",
-    "depends_on",
-    "requires",
-    "command",
-    "max_retries",
-    "timeout",
-    "not_before",
-    "meta",
-)
-
-
 @task.command("add")
 @click.argument("project_name", metavar="PROJECT", shell_complete=complete_projects)
 @click.argument("title")
@@ -259,7 +232,7 @@ def task_add(project_name: str, title: str, task_id: str | None, as_json: bool, 
     from gitstate import tasks
 
     app = get_app()
-    made = tasks.add(app.store, project_name, title, fields_from(options, _TASK_CLEARABLE), task_id)
+    made = tasks.add(app.store, project_name, title, fields_from(options, tasks.CLEARABLE), task_id)
     print_task(project_name, made, as_json, f"added {project_name}/{made.id}")
 
 
@@ -278,7 +251,7 @@ def task_edit(project_name: str, task_id: str, title: str | None, as_json: bool,
     """
     from gitstate import tasks
 
-    fields = fields_from(options, _TASK_CLEARABLE)
+    fields = fields_from(options, tasks.CLEARABLE)
     if title is not None:
         fields["title"] = title
     changed = tasks.edit(get_app().store, project_name, task_id, fields)
